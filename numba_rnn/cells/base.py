@@ -1,0 +1,226 @@
+"""The cell base class, its weights, and the contract between built-in cells and the engine."""
+import collections
+import numbers
+
+import numpy as np
+
+from .. import nest
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
+    """State of an LSTM cell: ``c`` the cell state, ``h`` the output (of size num_proj if set)."""
+
+    __slots__ = ()
+
+    @property
+    def dtype(self):
+        return np.asarray(self.c).dtype
+
+
+def float_dtype(dtype, what="dtype"):
+    """``dtype`` as a NumPy float32/float64 dtype, or a ValueError naming ``what``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{what} must be float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{what} must be float32 or float64, got {dt}")
+    return dt
+
+
+def positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class RNNCell:
+    """Base class of every cell: one step of a recurrent network.
+
+    A custom cell subclasses this and defines ``state_size``, ``output_size`` and
+    ``__call__(inputs, state) -> (output, new_state)`` with plain NumPy; ``dynamic_rnn``
+    then calls it once per time step (the slow path). Built-in cells run whole
+    sequences in compiled kernels instead (see ``KernelCell``).
+
+    Weights follow TensorFlow's variable layout and are created by ``build``, which
+    ``dynamic_rnn`` calls on first use with the depth of the inputs.
+    """
+
+    _default_name = "rnn_cell"
+
+    def __init__(self, name=None, dtype=None, seed=None):
+        self.name = self._default_name if name is None else str(name)
+        self.dtype = None if dtype is None else float_dtype(dtype, "dtype")
+        self.seed = seed
+        self.input_depth = None
+        self._weights = {}
+        self._scope = None
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def state_size(self):
+        raise NotImplementedError(f"{type(self).__name__} must define state_size")
+
+    @property
+    def output_size(self):
+        raise NotImplementedError(f"{type(self).__name__} must define output_size")
+
+    def zero_state(self, batch_size, dtype=None):
+        """All-zero state of shape [batch_size, s] for every s in ``state_size``."""
+        batch_size = int(batch_size)
+        if batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+        dt = float_dtype(dtype if dtype is not None else (self.dtype or np.float32))
+        return nest.map_structure(lambda s: np.zeros((batch_size, s), dtype=dt),
+                                  self.state_size)
+
+    def __call__(self, inputs, state):
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(inputs, state)")
+
+    # ------------------------------------------------------------------- weights
+    @property
+    def built(self):
+        return self.input_depth is not None
+
+    def _weight_specs(self, input_depth):
+        """[(name, shape, initializer)] in get_weights() order; initializer is
+        'glorot', 'zeros' or 'ones'. Cells without weights return []."""
+        return []
+
+    def build(self, input_depth, dtype=None):
+        """Create the weights for inputs of depth ``input_depth`` (TensorFlow initialisers)."""
+        input_depth = positive_int(input_depth, "input_depth")
+        if dtype is not None:
+            dtype = float_dtype(dtype)
+            if self.dtype is not None and dtype != self.dtype:
+                raise ValueError(f"cell {self.name!r} has dtype {self.dtype}, "
+                                 f"cannot build it for {dtype}")
+        if self.built:
+            if input_depth != self.input_depth:
+                raise ValueError(f"cell {self.name!r} was built for input depth "
+                                 f"{self.input_depth}, got inputs of depth {input_depth}")
+            return
+        self.dtype = self.dtype or dtype or np.dtype(np.float32)
+        rng = np.random.default_rng(self.seed)
+        self._weights = {name: _initial_value(init, shape, self.dtype, rng)
+                         for name, shape, init in self._weight_specs(input_depth)}
+        self.input_depth = input_depth
+
+    def get_weights(self):
+        """Copies of the weights, in TensorFlow's variable order."""
+        self._require_built("get_weights")
+        return [w.copy() for w in self._weights.values()]
+
+    def set_weights(self, weights):
+        """Load weights given in ``get_weights()`` order (builds the cell if needed)."""
+        weights = [np.asarray(w) for w in weights]
+        if not self.built:
+            self._build_from(weights)
+        names = list(self._weights)
+        if len(weights) != len(names):
+            raise ValueError(f"cell {self.name!r} has {len(names)} weights {names}, "
+                             f"got {len(weights)} arrays")
+        for name, w in zip(names, weights):
+            expected = self._weights[name].shape
+            if w.shape != expected:
+                raise ValueError(f"weight {name!r} of cell {self.name!r} must have shape "
+                                 f"{expected}, got {w.shape}")
+            if w.dtype.kind not in "fiu":
+                raise ValueError(f"weight {name!r} must hold real numbers, got dtype {w.dtype}")
+        self._weights = {name: np.array(w, dtype=self.dtype, order="C")
+                         for name, w in zip(names, weights)}
+
+    def _build_from(self, weights):
+        """Build an unbuilt cell from weights: the first is the [D + R, ...] kernel."""
+        specs = self._weight_specs(1)
+        if not specs:
+            return
+        if len(weights) == 0 or weights[0].ndim != 2:
+            raise ValueError(f"cannot infer the input depth of cell {self.name!r}: the first "
+                             f"weight must be its 2-D kernel, got "
+                             f"{weights[0].shape if weights else 'no weights'}")
+        recurrent_width = specs[0][1][0] - 1  # the kernel has input_depth + recurrent rows
+        depth = weights[0].shape[0] - recurrent_width
+        if depth <= 0:
+            raise ValueError(f"kernel of cell {self.name!r} has {weights[0].shape[0]} rows, "
+                             f"not more than the recurrent width {recurrent_width}")
+        dtype = weights[0].dtype if weights[0].dtype in FLOAT_DTYPES else None
+        self.build(depth, dtype=None if self.dtype is not None else dtype)
+
+    def named_weights(self):
+        """{TensorFlow variable name: copy of the weight}, e.g. 'rnn/lstm_cell/kernel'."""
+        self._require_built("named_weights")
+        return {f"{self.variable_prefix}/{name}": w.copy() for name, w in self._weights.items()}
+
+    @property
+    def variable_prefix(self):
+        """The scope under which TensorFlow would name this cell's variables."""
+        return self.name if self._scope is None else f"{self._scope}/{self.name}"
+
+    def _set_scope(self, scope):
+        self._scope = scope
+
+    def _require_built(self, what):
+        if not self.built and self._weight_specs(1):
+            raise ValueError(f"cell {self.name!r} has no weights yet: call build(input_depth), "
+                             f"set_weights() or run it once before {what}()")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, state_size={self.state_size!r})"
+
+
+def _initial_value(init, shape, dtype, rng):
+    if init == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    if init == "ones":
+        return np.ones(shape, dtype=dtype)
+    # Glorot uniform, with fans computed as TensorFlow does (1-D: fan_in = fan_out = n).
+    fan_in, fan_out = (shape[0], shape[0]) if len(shape) == 1 else shape
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class KernelCell(RNNCell):
+    """A built-in cell: whole sequences run in a compiled kernel.
+
+    Adding a built-in cell means a kernel file in ``numba_rnn/kernels`` and a subclass
+    that says how to use it:
+
+    - ``_weight_specs(input_depth)``: its TensorFlow variables;
+    - ``_input_projection()``: (W_x [D, G], b [G]) applied to all steps in one GEMM;
+    - ``_state_arrays(leaves)`` / ``_state_leaves(arrays)``: the state's flattened
+      leaves ([B, s] each) to the arrays the kernel updates in place, and back;
+    - ``_recur(xw, plan, arrays, out)``: run the kernel over the plan.
+    """
+
+    def __init__(self, num_units, activation=None, name=None, dtype=None, seed=None):
+        super().__init__(name=name, dtype=dtype, seed=seed)
+        from ..kernels.common import activation_code
+
+        self.num_units = positive_int(num_units, "num_units")
+        self.activation = activation
+        self._act = activation_code(activation)
+
+    def _state_arrays(self, leaves):
+        return list(leaves)
+
+    def _state_leaves(self, arrays):
+        return list(arrays)
+
+    def __call__(self, inputs, state):
+        return step_with_dynamic_rnn(self, inputs, state)
+
+
+def step_with_dynamic_rnn(cell, inputs, state):
+    """One step of a built-in cell: inputs [B, D], state -> (output, new state)."""
+    from ..rnn import dynamic_rnn
+
+    inputs = np.asarray(inputs)
+    if inputs.ndim != 2:
+        raise ValueError(f"inputs of one step must have shape [batch_size, depth], "
+                         f"got shape {inputs.shape}")
+    outputs, new_state = dynamic_rnn(cell, inputs[None], initial_state=state,
+                                     time_major=True, scope=cell._scope)
+    return outputs[0], new_state

@@ -1,0 +1,41 @@
+"""BasicRNNCell: the plain (Elman) recurrent cell."""
+from ..kernels.basic_rnn import basic_rnn_forward
+from .base import KernelCell
+
+
+class BasicRNNCell(KernelCell):
+    """``h = act([x, h_prev] @ kernel + bias)``; the output is the new state.
+
+    Weights (TensorFlow layout): kernel [D + H, H], bias [H]. ``activation`` defaults to
+    tanh; 'sigmoid', 'relu' and 'linear' are also accepted.
+
+    >>> import numpy as np, numba_rnn as nr
+    >>> cell = nr.BasicRNNCell(8, seed=0)
+    >>> outputs, state = nr.dynamic_rnn(cell, np.ones((2, 5, 3), np.float32))
+    >>> outputs.shape, state.shape
+    ((2, 5, 8), (2, 8))
+    """
+
+    _default_name = "basic_rnn_cell"
+
+    @property
+    def state_size(self):
+        return self.num_units
+
+    @property
+    def output_size(self):
+        return self.num_units
+
+    def _weight_specs(self, input_depth):
+        h = self.num_units
+        return [("kernel", (input_depth + h, h), "glorot"), ("bias", (h,), "zeros")]
+
+    def _input_projection(self):
+        return self._weights["kernel"][:self.input_depth], self._weights["bias"]
+
+    def _recur(self, xw, plan, arrays, out):
+        (h,) = arrays
+        w_h = self._weights["kernel"][self.input_depth:]
+        basic_rnn_forward(xw, w_h, self._act, plan.lengths, plan.chunk_starts, h, out)
+
+

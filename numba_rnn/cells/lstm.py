@@ -1,0 +1,119 @@
+"""BasicLSTMCell and LSTMCell: long short-term memory, TensorFlow's two LSTM cells."""
+import numpy as np
+
+from ..kernels.common import empty_like_rows
+from ..kernels.lstm import lstm_forward
+from .base import KernelCell, LSTMStateTuple, positive_int
+
+
+def _clip_value(value, what):
+    if value is None:
+        return -1.0  # the kernels read a negative clip as "no clipping"
+    value = float(value)
+    if not value >= 0.0:
+        raise ValueError(f"{what} must be None or >= 0, got {value!r}")
+    return value
+
+
+class LSTMCell(KernelCell):
+    """LSTM with optional peepholes, cell clipping and an output projection.
+
+    ::
+
+        i, j, f, o = split([x, m_prev] @ kernel + bias, 4)
+        c = sigmoid(f + forget_bias + w_f_diag * c_prev) * c_prev
+            + sigmoid(i + w_i_diag * c_prev) * act(j)          # peepholes if use_peepholes
+        c = clip(c, -cell_clip, cell_clip)                       # if cell_clip
+        m = sigmoid(o + w_o_diag * c) * act(c)
+        m = clip(m @ projection/kernel, -proj_clip, proj_clip)   # if num_proj (, proj_clip)
+
+    The state is ``LSTMStateTuple(c, m)`` with c of size num_units and m (the output) of
+    size P = num_proj or num_units; with ``state_is_tuple=False`` it is the concatenation
+    [c, m]. Weights (TensorFlow layout): kernel [D + P, 4H], bias [4H], then w_f_diag,
+    w_i_diag, w_o_diag [H] with peepholes, then projection/kernel [H, P] with num_proj.
+    """
+
+    _default_name = "lstm_cell"
+
+    def __init__(self, num_units, use_peepholes=False, cell_clip=None, num_proj=None,
+                 proj_clip=None, forget_bias=1.0, state_is_tuple=True, activation=None,
+                 name=None, dtype=None, seed=None):
+        super().__init__(num_units, activation=activation, name=name, dtype=dtype, seed=seed)
+        self.use_peepholes = bool(use_peepholes)
+        self.cell_clip = cell_clip
+        self.num_proj = None if num_proj is None else positive_int(num_proj, "num_proj")
+        self.proj_clip = proj_clip
+        self.forget_bias = float(forget_bias)
+        self.state_is_tuple = bool(state_is_tuple)
+        self._cell_clip = _clip_value(cell_clip, "cell_clip")
+        self._proj_clip = _clip_value(proj_clip if num_proj is not None else None, "proj_clip")
+
+    @property
+    def _out_units(self):
+        return self.num_proj or self.num_units
+
+    @property
+    def state_size(self):
+        if self.state_is_tuple:
+            return LSTMStateTuple(self.num_units, self._out_units)
+        return self.num_units + self._out_units
+
+    @property
+    def output_size(self):
+        return self._out_units
+
+    def _weight_specs(self, input_depth):
+        h, p = self.num_units, self._out_units
+        specs = [("kernel", (input_depth + p, 4 * h), "glorot"), ("bias", (4 * h,), "zeros")]
+        if self.use_peepholes:
+            specs += [(name, (h,), "glorot") for name in ("w_f_diag", "w_i_diag", "w_o_diag")]
+        if self.num_proj is not None:
+            specs.append(("projection/kernel", (h, p), "glorot"))
+        return specs
+
+    def _input_projection(self):
+        h = self.num_units
+        bias = self._weights["bias"].copy()
+        bias[2 * h:3 * h] += self.forget_bias  # folded here so the kernel adds nothing
+        return self._weights["kernel"][:self.input_depth], bias
+
+    def _state_arrays(self, leaves):
+        if self.state_is_tuple:
+            return list(leaves)
+        (state,) = leaves
+        return [np.ascontiguousarray(state[:, :self.num_units]),
+                np.ascontiguousarray(state[:, self.num_units:])]
+
+    def _state_leaves(self, arrays):
+        return list(arrays) if self.state_is_tuple else [np.concatenate(arrays, axis=1)]
+
+    def _recur(self, xw, plan, arrays, out):
+        c, m = arrays
+        w = self._weights
+        dtype = xw.dtype
+        if self.use_peepholes:
+            w_peep = np.stack([w["w_f_diag"], w["w_i_diag"], w["w_o_diag"]])
+        else:
+            w_peep = np.empty((0, self.num_units), dtype=dtype)
+        w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
+        none = empty_like_rows(xw.shape[1], dtype)
+        lstm_forward(xw, w["kernel"][self.input_depth:], w_peep, w_proj, self._cell_clip,
+                     self._proj_clip, self._act, plan.lengths, plan.chunk_starts, c, m, out,
+                     none, none)
+
+
+class BasicLSTMCell(LSTMCell):
+    """The basic LSTM: LSTMCell without peepholes, clipping or projection.
+
+    ``c = c_prev * sigmoid(f + forget_bias) + sigmoid(i) * act(j)``,
+    ``h = act(c) * sigmoid(o)``. Weights (TensorFlow layout): kernel [D + H, 4H],
+    bias [4H], gate order i, j, f, o. State ``LSTMStateTuple(c, h)``.
+    """
+
+    _default_name = "basic_lstm_cell"
+
+    def __init__(self, num_units, forget_bias=1.0, state_is_tuple=True, activation=None,
+                 name=None, dtype=None, seed=None):
+        super().__init__(num_units, forget_bias=forget_bias, state_is_tuple=state_is_tuple,
+                         activation=activation, name=name, dtype=dtype, seed=seed)
+

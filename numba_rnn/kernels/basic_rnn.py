@@ -1,0 +1,31 @@
+"""Basic RNN recurrence, forward: h = act(x W_x + b + h_prev W_h).
+
+Arrays are in the plan layout (see ``kernels.common``).
+"""
+import numpy as np
+from numba import prange
+
+from .common import activate, active_rows, jit, matmul_acc
+
+
+@jit(parallel=True)
+def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
+    """Run the recurrence; ``h`` [B, H] holds the initial state and receives the final one.
+
+    xw [T, B, H] (input projection plus bias); w_h [H, H]; out [T, B, H] zero-initialised.
+    The outputs are the states, so the backward pass needs nothing saved beyond ``out``.
+    """
+    hidden = h.shape[1]
+    for chunk in prange(chunk_starts.shape[0] - 1):
+        start = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        z = np.empty((stop - start, hidden), dtype=xw.dtype)
+        steps = lengths[start] if stop > start else 0
+        for t in range(steps):
+            n = active_rows(lengths, start, stop, t)
+            z[:n] = xw[t, start:start + n]
+            matmul_acc(h, start, n, w_h, z)
+            for i in range(n):
+                for k in range(hidden):
+                    h[start + i, k] = activate(z[i, k], act)
+            out[t, start:start + n] = h[start:start + n]

@@ -1,0 +1,107 @@
+"""Building blocks shared by the cell kernels.
+
+Every kernel works on the *plan* layout made by ``numba_rnn.plan``: time-major arrays
+``[T, B, ...]`` whose batch rows are grouped into chunks (one per thread), each chunk
+sorted by decreasing sequence length. A chunk's active rows at step ``t`` are therefore
+its first ``active_rows(...)`` rows, and finished sequences simply drop out of the work.
+"""
+import math
+
+import numba
+import numpy as np
+
+# Reassociation lets LLVM vectorise the loops; no 'nnan'/'ninf' so NaN and inf propagate.
+FASTMATH = frozenset({"contract", "reassoc", "nsz"})
+
+ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "linear": 3}
+
+
+def jit(parallel=False):
+    """The one way kernels are compiled: nopython, cached on disk, vectorisable math."""
+    return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True)
+
+
+def activation_code(activation):
+    """Map a cell's ``activation`` argument to the integer the kernels switch on."""
+    if activation is None:
+        return ACTIVATIONS["tanh"]
+    name = getattr(activation, "__name__", activation)
+    if isinstance(name, str) and name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    raise ValueError(f"activation must be None or one of {sorted(ACTIVATIONS)} "
+                     f"(or a function with one of those names), got {activation!r}")
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def activate(x, code):
+    if code == 0:
+        return math.tanh(x)
+    if code == 1:
+        return 1.0 / (1.0 + math.exp(-x))
+    if code == 2:
+        return x if x > 0.0 else 0.0 * x
+    return x
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def activate_grad(y, code):
+    """Derivative of the activation, written in terms of its output ``y``."""
+    if code == 0:
+        return 1.0 - y * y
+    if code == 1:
+        return y * (1.0 - y)
+    if code == 2:
+        return 1.0 if y > 0.0 else 0.0
+    return 1.0
+
+
+@numba.njit(inline="always")
+def active_rows(lengths, start, stop, t):
+    """Number of rows of chunk [start, stop) still running at step ``t``."""
+    n = stop - start
+    while n > 0 and lengths[start + n - 1] <= t:
+        n -= 1
+    return n
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def matmul_acc(a, row0, n, w, z):
+    """z[i, :] += a[row0 + i, :] @ w for i < n.
+
+    Four rows share each load of a row of ``w``, so ``w`` streams through the cache
+    n / 4 times per call instead of n times; the inner loop runs over contiguous
+    columns and vectorises.
+    """
+    k_dim, g_dim = w.shape
+    i = 0
+    while i + 4 <= n:
+        r = row0 + i
+        for k in range(k_dim):
+            a0 = a[r, k]
+            a1 = a[r + 1, k]
+            a2 = a[r + 2, k]
+            a3 = a[r + 3, k]
+            for j in range(g_dim):
+                wkj = w[k, j]
+                z[i, j] += a0 * wkj
+                z[i + 1, j] += a1 * wkj
+                z[i + 2, j] += a2 * wkj
+                z[i + 3, j] += a3 * wkj
+        i += 4
+    while i < n:
+        r = row0 + i
+        for k in range(k_dim):
+            a0 = a[r, k]
+            for j in range(g_dim):
+                z[i, j] += a0 * w[k, j]
+        i += 1
+
+
+def empty_like_rows(n_rows, dtype):
+    """A placeholder for an optional per-step array the kernel should not fill."""
+    return np.empty((0, n_rows, 0), dtype=dtype)

@@ -1,0 +1,71 @@
+"""Nested structures of arrays: tuples, lists and namedtuples, as in ``tf.nest``.
+
+A leaf is anything that is not a tuple or a list (an array, an int, None).
+"""
+
+
+def is_sequence(x):
+    return isinstance(x, (tuple, list))
+
+
+def flatten(structure):
+    """Leaves of ``structure`` in depth-first order."""
+    if not is_sequence(structure):
+        return [structure]
+    leaves = []
+    for item in structure:
+        leaves.extend(flatten(item))
+    return leaves
+
+
+def pack_sequence_as(structure, leaves):
+    """Rebuild ``structure`` with ``leaves`` (as returned by ``flatten``) in place of its leaves."""
+    leaves = list(leaves)
+    packed, used = _pack(structure, leaves, 0)
+    if used != len(leaves):
+        raise ValueError(f"structure has {used} leaves but {len(leaves)} values were given")
+    return packed
+
+
+def _pack(structure, leaves, i):
+    if not is_sequence(structure):
+        return leaves[i], i + 1
+    items = []
+    for item in structure:
+        packed, i = _pack(item, leaves, i)
+        items.append(packed)
+    if isinstance(structure, list):
+        return items, i
+    if hasattr(structure, "_fields"):  # namedtuple
+        return type(structure)(*items), i
+    return tuple(items), i
+
+
+def map_structure(fn, *structures):
+    """Apply ``fn`` leaf-wise to structures of the same shape."""
+    for other in structures[1:]:
+        assert_same_structure(structures[0], other)
+    flat = [flatten(s) for s in structures]
+    return pack_sequence_as(structures[0], [fn(*leaves) for leaves in zip(*flat)])
+
+
+def same_structure(a, b):
+    """True when ``a`` and ``b`` nest the same way (sequence types may differ)."""
+    if is_sequence(a) != is_sequence(b):
+        return False
+    if not is_sequence(a):
+        return True
+    return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
+
+
+def assert_same_structure(a, b, what="structure"):
+    if not same_structure(a, b):
+        raise ValueError(f"{what} does not match: expected the structure of {_shape_of(a)}, "
+                         f"got {_shape_of(b)}")
+
+
+def _shape_of(structure):
+    """A short description of a structure for error messages (leaves shown as '*')."""
+    if not is_sequence(structure):
+        return "*"
+    return "(" + ", ".join(_shape_of(s) for s in structure) + ("," if len(structure) == 1 else "") + ")"

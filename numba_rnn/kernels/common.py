@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 # Reassociation lets LLVM vectorise the loops; no 'nnan'/'ninf' so NaN and inf propagate.
-FASTMATH = frozenset({"contract", "reassoc", "nsz"})
+FASTMATH = {"contract", "reassoc", "nsz"}
 
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "linear": 3}
 

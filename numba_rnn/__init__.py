@@ -1,7 +1,15 @@
 """numba_rnn: TensorFlow 1.x ``tf.nn`` recurrent networks on Numba kernels."""
 from . import nest
-from .cells import (BasicLSTMCell, BasicRNNCell, GRUCell, KernelCell, LSTMCell, LSTMStateTuple,
-                    MultiRNNCell, RNNCell)
+from .cells import (
+    BasicLSTMCell,
+    BasicRNNCell,
+    GRUCell,
+    KernelCell,
+    LSTMCell,
+    LSTMStateTuple,
+    MultiRNNCell,
+    RNNCell,
+)
 from .rnn import dynamic_rnn
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from . import nest
-from .cells.base import FLOAT_DTYPES, KernelCell, RNNCell, float_dtype
+from .cells.base import FLOAT_DTYPES, KernelCell, RNNCell, float_dtype, size_shape
 from .cells.multi import MultiRNNCell
 
 
@@ -79,12 +79,14 @@ def check_cell_fits(cell, inputs, dtype, what="cell"):
     if depth == 0:
         raise ValueError(f"inputs have depth 0; {what} {cell.name!r} needs at least one feature")
     first = cell.cells[0] if isinstance(cell, MultiRNNCell) else cell
-    if getattr(first, "input_depth", None) not in (None, depth):
+    built_depth = getattr(first, "input_depth", None)
+    if built_depth is not None and built_depth != depth:
         raise ValueError(f"{what} {first.name!r} was built for inputs of depth "
                          f"{first.input_depth}, got inputs of depth {depth}")
     layers = cell.cells if isinstance(cell, MultiRNNCell) else [cell]
     for layer in layers:
-        if getattr(layer, "dtype", None) not in (None, dtype):
+        layer_dtype = getattr(layer, "dtype", None)
+        if layer_dtype is not None and layer_dtype != dtype:
             raise ValueError(f"{what} {layer.name!r} holds {layer.dtype} weights but the inputs "
                              f"are {dtype}; create the cell with dtype={dtype.name!r} or cast "
                              f"the inputs")
@@ -130,7 +132,7 @@ def check_state(cell, state, batch, dtype, what="initial_state"):
                                  f"they must match")
         else:
             leaf = np.asarray(leaf, dtype=dtype)
-        shape = (batch,) + ((int(size),) if np.ndim(size) == 0 else tuple(size))
+        shape = (batch,) + size_shape(size)
         if leaf.shape != shape:
             raise ValueError(f"{name} must have shape {shape} (batch_size, state size), got "
                              f"{leaf.shape}")

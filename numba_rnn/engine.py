@@ -14,7 +14,7 @@ final state, still in plan order; the API layer puts them back in the caller's l
 import numpy as np
 
 from . import nest
-from .cells.base import KernelCell
+from .cells.base import KernelCell, size_shape
 from .cells.multi import MultiRNNCell
 
 
@@ -69,10 +69,11 @@ def _run_python_cell(cell, inputs, plan, state):
         nest.assert_same_structure(cell.state_size, new_state,
                                    f"state returned by cell {cell.name!r}")
         state = nest.map_structure(
-            lambda new, old: np.where(_rows(running, np.ndim(new)), new, old), new_state, state)
+            lambda new, old, keep=running: np.where(_rows(keep, np.ndim(new)), new, old),
+            new_state, state)
     if outputs is None:  # no step ran: zero outputs shaped by output_size
         dtype = leaves[0].dtype
-        outputs = [np.zeros((steps, batch) + _shape(size), dtype=dtype)
+        outputs = [np.zeros((steps, batch) + size_shape(size), dtype=dtype)
                    for size in nest.flatten(cell.output_size)]
         state = nest.map_structure(np.copy, state)
     return nest.pack_sequence_as(cell.output_size, outputs), state
@@ -83,10 +84,10 @@ def _checked_step_output(cell, output, batch, t):
     leaves = []
     for size, o in zip(nest.flatten(cell.output_size), nest.flatten(output)):
         o = np.asarray(o)
-        if o.shape != (batch,) + _shape(size):
+        if o.shape != (batch,) + size_shape(size):
             raise ValueError(f"cell {cell.name!r} returned an output of shape {o.shape} at "
                              f"step {t}; its output_size {size!r} means "
-                             f"{(batch,) + _shape(size)}")
+                             f"{(batch,) + size_shape(size)}")
         leaves.append(o)
     return leaves
 
@@ -94,7 +95,3 @@ def _checked_step_output(cell, output, batch, t):
 def _rows(mask, ndim):
     """A [B] mask shaped to broadcast over a [B, ...] array."""
     return mask.reshape(mask.shape + (1,) * (ndim - 1))
-
-
-def _shape(size):
-    return (int(size),) if np.ndim(size) == 0 else tuple(int(s) for s in size)

@@ -68,4 +68,5 @@ def _shape_of(structure):
     """A short description of a structure for error messages (leaves shown as '*')."""
     if not is_sequence(structure):
         return "*"
-    return "(" + ", ".join(_shape_of(s) for s in structure) + ("," if len(structure) == 1 else "") + ")"
+    trailing = "," if len(structure) == 1 else ""
+    return "(" + ", ".join(_shape_of(s) for s in structure) + trailing + ")"

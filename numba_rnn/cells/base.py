@@ -72,8 +72,10 @@ class RNNCell:
         batch_size = int(batch_size)
         if batch_size < 0:
             raise ValueError(f"batch_size must be >= 0, got {batch_size}")
-        dt = float_dtype(dtype if dtype is not None else (self.dtype or np.float32))
-        return nest.map_structure(lambda s: np.zeros((batch_size, s), dtype=dt),
+        if dtype is None:
+            dtype = getattr(self, "dtype", None)
+        dt = float_dtype(np.float32 if dtype is None else dtype)
+        return nest.map_structure(lambda s: np.zeros((batch_size,) + size_shape(s), dtype=dt),
                                   self.state_size)
 
     def __call__(self, inputs, state):
@@ -102,7 +104,9 @@ class RNNCell:
                 raise ValueError(f"cell {self.name!r} was built for input depth "
                                  f"{self.input_depth}, got inputs of depth {input_depth}")
             return
-        self.dtype = self.dtype or dtype or np.dtype(np.float32)
+        if self.dtype is None:
+            # np.dtype objects have no reliable truth value: compare with None.
+            self.dtype = np.dtype(np.float32) if dtype is None else dtype
         rng = np.random.default_rng(self.seed)
         self._weights = {name: _initial_value(init, shape, self.dtype, rng)
                          for name, shape, init in self._weight_specs(input_depth)}
@@ -169,6 +173,11 @@ class RNNCell:
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, state_size={self.state_size!r})"
+
+
+def size_shape(size):
+    """A state or output size (an int, or a shape tuple for custom cells) as a shape."""
+    return (int(size),) if np.ndim(size) == 0 else tuple(int(s) for s in size)
 
 
 def _initial_value(init, shape, dtype, rng):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import nest
-from .base import RNNCell, step_with_dynamic_rnn
+from .base import KernelCell, RNNCell, step_with_dynamic_rnn
 
 
 class MultiRNNCell(RNNCell):
@@ -48,21 +48,22 @@ class MultiRNNCell(RNNCell):
 
     @property
     def built(self):
-        return all(cell.built for cell in self.cells)
+        return all(getattr(cell, "built", True) for cell in self.cells)
 
     @property
     def input_depth(self):
-        return self.cells[0].input_depth
+        return getattr(self.cells[0], "input_depth", None)
 
     @property
     def dtype(self):
-        return self.cells[0].dtype
+        return getattr(self.cells[0], "dtype", None)
 
     def build(self, input_depth, dtype=None):
         depth = input_depth
         for cell in self.cells:
-            cell.build(depth, dtype=dtype)
-            dtype = dtype or cell.dtype
+            if isinstance(cell, (KernelCell, MultiRNNCell)):  # custom cells build themselves
+                cell.build(depth, dtype=dtype)
+                dtype = cell.dtype if dtype is None else dtype
             if not isinstance(cell.output_size, int):
                 raise ValueError(f"layer {cell.name!r} has output_size {cell.output_size!r}; "
                                  "stacked layers need integer output sizes")

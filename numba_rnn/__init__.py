@@ -10,9 +10,13 @@ from .cells import (
     MultiRNNCell,
     RNNCell,
 )
-from .rnn import dynamic_rnn
+from .raw_rnn import TensorArray, raw_rnn
+from .rnn import bidirectional_dynamic_rnn, dynamic_rnn, static_rnn
+from .state_saving import StateSaver, state_saving_rnn
 
 __version__ = "0.1.0"
 
 __all__ = ["RNNCell", "KernelCell", "LSTMStateTuple", "BasicRNNCell", "GRUCell",
-           "BasicLSTMCell", "LSTMCell", "MultiRNNCell", "dynamic_rnn", "nest"]
+           "BasicLSTMCell", "LSTMCell", "MultiRNNCell", "dynamic_rnn",
+           "bidirectional_dynamic_rnn", "raw_rnn", "TensorArray", "static_rnn",
+           "state_saving_rnn", "StateSaver", "nest"]

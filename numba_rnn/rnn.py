@@ -1,4 +1,7 @@
 """The RNN functions of TensorFlow 1.x ``tf.nn``, on NumPy arrays."""
+import concurrent.futures
+
+import numba
 import numpy as np
 
 from . import checks, nest
@@ -30,8 +33,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         parallel_iterations: optional cap on the number of threads the kernels use
             (default: ``numba.get_num_threads()``).
         swap_memory: accepted for compatibility. An inference run keeps no activations,
-            so there is nothing to swap; under ``numba_rnn.vjp`` it selects the
-            memory-saving training mode.
+            so there is nothing to swap.
         time_major: layout of ``inputs`` and ``outputs``, see above. Time-major saves two
             transposes.
         scope: name prefix of the cell's variables in ``named_weights()`` (default "rnn").
@@ -41,28 +43,145 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
         ``time_major``), or a structure of such arrays nested like ``cell.output_size``;
         ``state``: the final state, nested like ``cell.state_size``.
     """
+    run = _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major,
+                   checks.check_scope(scope, "rnn"))
+    with checks.thread_limit(parallel_iterations) as n_threads:
+        return run(n_threads)
+
+
+def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
+                              initial_state_fw=None, initial_state_bw=None, dtype=None,
+                              parallel_iterations=None, swap_memory=False, time_major=False,
+                              scope=None):
+    """Run ``cell_fw`` forward and ``cell_bw`` backward in time over the same inputs.
+
+    Returns ``((output_fw, output_bw), (state_fw, state_bw))``. The backward direction
+    reads each sequence from its last valid step to its first (``sequence_length``
+    reverses each sequence within its own length; padding stays at the end), and
+    ``output_bw`` is reversed back, so ``output_fw[:, t]`` and ``output_bw[:, t]`` both
+    belong to input step ``t``. The two cells may differ in type and size; concatenate
+    the outputs with ``np.concatenate(outputs, axis=2)``. The other arguments are those
+    of ``dynamic_rnn``, per direction where named so; ``scope`` defaults to
+    "bidirectional_rnn", with the directions' variables under ``<scope>/fw`` and
+    ``<scope>/bw``. The two directions run at the same time, each on half the threads.
+    """
+    checks.check_cell(cell_fw, "cell_fw")
+    checks.check_cell(cell_bw, "cell_bw")
+    if cell_fw is cell_bw:
+        raise ValueError("cell_fw and cell_bw must be two cell objects: each direction has "
+                         "its own weights")
+    scope = checks.check_scope(scope, "bidirectional_rnn")
+    leaves, steps, batch, _ = checks.check_inputs(inputs, time_major)
+    lengths = checks.check_lengths(sequence_length, batch, steps)
+    time_axis = 0 if time_major else 1
+    reversed_inputs = nest.pack_sequence_as(
+        inputs, [reverse_sequence(leaf, lengths, time_axis) for leaf in leaves])
+    forward = _prepare(cell_fw, inputs, lengths, initial_state_fw, dtype, time_major,
+                       f"{scope}/fw", cell_name="cell_fw", state_name="initial_state_fw")
+    backward = _prepare(cell_bw, reversed_inputs, lengths, initial_state_bw, dtype, time_major,
+                        f"{scope}/bw", cell_name="cell_bw", state_name="initial_state_bw")
+    with checks.thread_limit(parallel_iterations) as n_threads:
+        (output_fw, state_fw), (output_bw, state_bw) = _run_both(forward, backward, n_threads)
+    output_bw = nest.map_structure(lambda o: reverse_sequence(o, lengths, time_axis), output_bw)
+    return (output_fw, output_bw), (state_fw, state_bw)
+
+
+def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
+    """The RNN over a Python list of per-step inputs (each ``[batch_size, depth]``).
+
+    Returns ``(outputs, state)`` with ``outputs`` a list of ``[batch_size, output_size]``
+    arrays, one per step: the same numbers as ``dynamic_rnn`` on the stacked inputs,
+    including the ``sequence_length`` semantics. TensorFlow builds one graph node per
+    step for this; here it runs the same compiled loop as ``dynamic_rnn``.
+    """
     checks.check_cell(cell)
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"inputs must be a list of [batch_size, depth] arrays, one per step, "
+                        f"got {type(inputs).__name__}")
+    if len(inputs) == 0:
+        raise ValueError("inputs must not be an empty list: static_rnn needs at least one step")
+    steps = [nest.flatten(step) for step in inputs]
+    for t, step in enumerate(inputs):
+        nest.assert_same_structure(inputs[0], step, f"inputs[{t}]")
+        for leaf, first in zip(steps[t], steps[0]):
+            shape, first_shape = np.shape(leaf), np.shape(first)
+            if shape[:1] != first_shape[:1]:
+                raise ValueError(f"all inputs must have the same batch size: inputs[0] has "
+                                 f"shape {first_shape}, inputs[{t}] has shape {shape}")
+    stacked = nest.pack_sequence_as(
+        inputs[0], [np.stack(leaves) for leaves in zip(*steps)])
+    outputs, state = dynamic_rnn(cell, stacked, sequence_length=sequence_length,
+                                 initial_state=initial_state, dtype=dtype, time_major=True,
+                                 scope=checks.check_scope(scope, "rnn"))
+    flat = nest.flatten(outputs)
+    per_step = [nest.pack_sequence_as(outputs, [o[t] for o in flat]) for t in range(len(inputs))]
+    return per_step, state
+
+
+def reverse_sequence(x, lengths, time_axis):
+    """``x`` with each sequence's first ``lengths[b]`` steps reversed (TensorFlow's
+    ``reverse_sequence``); steps past a sequence's length stay where they are."""
+    x = np.asarray(x)
+    batch_axis = 1 - time_axis
+    steps = x.shape[time_axis]
+    t = np.arange(steps)[:, None]
+    source = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
+    rows = np.arange(x.shape[batch_axis])[None, :]
+    tm = np.moveaxis(x, time_axis, 0)
+    return np.moveaxis(tm[source, rows], 0, time_axis)
+
+
+def _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major, scope,
+             cell_name="cell", state_name="initial_state"):
+    """Check everything, build the cell; return ``run(n_threads) -> (outputs, state)``."""
+    checks.check_cell(cell, cell_name)
     if not isinstance(time_major, (bool, np.bool_)):
         raise ValueError(f"time_major must be True or False, got {time_major!r}")
     leaves, steps, batch, input_dtype = checks.check_inputs(inputs, time_major)
     dtype = checks.resolve_dtype(dtype, input_dtype)
-    structured = nest.pack_sequence_as(inputs, leaves)
-    checks.check_cell_fits(cell, structured, dtype)
-    cell._set_scope(checks.check_scope(scope, "rnn"))
+    checks.check_cell_fits(cell, nest.pack_sequence_as(inputs, leaves), dtype, cell_name)
     lengths = checks.check_lengths(sequence_length, batch, steps)
-    state = checks.check_state(cell, initial_state, batch, dtype)
+    state = checks.check_state(cell, initial_state, batch, dtype, state_name)
+    time_axis = 0 if time_major else 1
 
-    with checks.thread_limit(parallel_iterations) as n_threads:
+    def run(n_threads):
+        cell._set_scope(scope)
         plan = Plan(lengths, n_threads)
-        time_axis = 0 if time_major else 1
         x = [plan.rows(np.moveaxis(leaf, time_axis, 0), axis=1, copy=False) for leaf in leaves]
-        state = nest.map_structure(lambda s: plan.rows(s, axis=0), state)
-        outputs, state = run_cell(cell, nest.pack_sequence_as(inputs, x), plan, state)
+        outputs, final = run_cell(cell, nest.pack_sequence_as(inputs, x),
+                                  plan, nest.map_structure(plan.rows, state))
 
-    def to_caller_layout(out):
-        out = plan.unrows(out, axis=1)
-        return out if time_major else np.ascontiguousarray(np.moveaxis(out, 0, 1))
+        def to_caller_layout(out):
+            out = plan.unrows(out, axis=1)
+            return out if time_major else np.ascontiguousarray(np.moveaxis(out, 0, 1))
 
-    outputs = nest.map_structure(to_caller_layout, outputs)
-    state = nest.map_structure(lambda s: plan.unrows(s, axis=0), state)
-    return outputs, state
+        return (nest.map_structure(to_caller_layout, outputs),
+                nest.map_structure(plan.unrows, final))
+
+    return run
+
+
+def _run_both(forward, backward, n_threads):
+    """Run two prepared directions, concurrently when the threading layer allows it."""
+    if n_threads < 2 or _threading_layer() not in ("omp", "tbb"):
+        return forward(n_threads), backward(n_threads)
+
+    def on_own_threads(run, share):
+        numba.set_num_threads(share)  # per Python thread
+        return run(share)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(on_own_threads, forward, n_threads // 2)
+        second = backward(n_threads - n_threads // 2)
+        return first.result(), second
+
+
+def _threading_layer():
+    """Numba's threading layer once a parallel kernel has run; None before that.
+
+    The workqueue layer must not be entered from two threads at once; OpenMP and TBB can.
+    """
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None

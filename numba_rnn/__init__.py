@@ -10,6 +10,7 @@ from .cells import (
     MultiRNNCell,
     RNNCell,
 )
+from .grad import Gradients, vjp
 from .raw_rnn import TensorArray, raw_rnn
 from .rnn import bidirectional_dynamic_rnn, dynamic_rnn, static_rnn
 from .state_saving import StateSaver, state_saving_rnn
@@ -19,4 +20,4 @@ __version__ = "0.1.0"
 __all__ = ["RNNCell", "KernelCell", "LSTMStateTuple", "BasicRNNCell", "GRUCell",
            "BasicLSTMCell", "LSTMCell", "MultiRNNCell", "dynamic_rnn",
            "bidirectional_dynamic_rnn", "raw_rnn", "TensorArray", "static_rnn",
-           "state_saving_rnn", "StateSaver", "nest"]
+           "state_saving_rnn", "StateSaver", "vjp", "Gradients", "nest"]

@@ -18,33 +18,116 @@ from .cells.base import KernelCell, size_shape
 from .cells.multi import MultiRNNCell
 
 
-def run_cell(cell, inputs, plan, state):
+class Tape:
+    """What a training forward pass keeps for the backward pass.
+
+    ``checkpoint_every=None`` keeps every step's activations. With an integer K only the
+    state every K steps is kept, and the backward pass recomputes each K-step segment's
+    activations from its checkpoint: memory O(K) instead of O(T) per layer, for one more
+    forward pass.
+    """
+
+    def __init__(self, checkpoint_every=None):
+        self.checkpoint_every = checkpoint_every
+        self.records = []  # one per built-in cell run, in run order
+
+
+def run_cell(cell, inputs, plan, state, tape=None):
     """Run ``cell`` over ``inputs`` (nested like the cell's inputs, leaves [T, B, ...]).
 
     ``state`` is nested like ``cell.state_size`` with leaves [B, ...]; the leaves are
-    not modified. Returns (outputs nested like ``cell.output_size``, final state).
+    not modified. Returns (outputs nested like ``cell.output_size``, final state). With a
+    ``Tape``, built-in cells also record what ``backward_cell`` needs.
     """
     if isinstance(cell, MultiRNNCell):
         states = []
         for layer, layer_state in zip(cell.cells, cell._layer_states(state)):
-            inputs, layer_state = run_cell(layer, inputs, plan, layer_state)
+            inputs, layer_state = run_cell(layer, inputs, plan, layer_state, tape)
             states.append(layer_state)
         return inputs, cell._join_layer_states(states)
     if isinstance(cell, KernelCell):
-        return _run_kernel_cell(cell, inputs, plan, state)
+        return _run_kernel_cell(cell, inputs, plan, state, tape)
+    if tape is not None:
+        raise NotImplementedError(f"gradients need built-in cells; cell {cell.name!r} "
+                                  f"({type(cell).__name__}) is a custom cell")
     return _run_python_cell(cell, inputs, plan, state)
 
 
-def _run_kernel_cell(cell, x, plan, state):
-    steps, batch, depth = x.shape
+def backward_cell(cell, records, plan, d_out, d_state):
+    """Backpropagate through what ``run_cell`` recorded (a list of a tape's records,
+    consumed from its end).
+
+    ``d_out`` [T, B, O] and ``d_state`` (nested like the state) are the gradients of the
+    outputs and of the final state, in plan order. Returns the gradients of the inputs,
+    of the initial state and of the weights (in ``get_weights()`` order).
+    """
+    if isinstance(cell, MultiRNNCell):
+        d_states, grads = [], []
+        for layer, d_layer_state in reversed(list(zip(cell.cells, cell._layer_states(d_state)))):
+            d_out, d_layer_state, layer_grads = backward_cell(layer, records, plan, d_out,
+                                                              d_layer_state)
+            d_states.insert(0, d_layer_state)
+            grads[:0] = layer_grads
+        return d_out, cell._join_layer_states(d_states), grads
+    return _backward_kernel_cell(records.pop(), plan, d_out, d_state)
+
+
+def _project(cell, x):
+    """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
     w_x, bias = cell._input_projection()
+    steps, batch, depth = x.shape
     xw = (x.reshape(steps * batch, depth) @ w_x).reshape(steps, batch, -1)
     xw += bias
-    arrays = [np.array(a, order="C", copy=True)
-              for a in cell._state_arrays(nest.flatten(state))]
+    return xw
+
+
+def _copies(arrays):
+    return [np.array(a, order="C", copy=True) for a in arrays]
+
+
+def _run_kernel_cell(cell, x, plan, state, tape):
+    steps, batch, _ = x.shape
+    arrays = _copies(cell._state_arrays(nest.flatten(state)))
     out = np.zeros((steps, batch, cell.output_size), dtype=x.dtype)
-    cell._recur(xw, plan, arrays, out)
+    if tape is None:
+        cell._recur(_project(cell, x), plan, arrays, out)
+    else:
+        every = tape.checkpoint_every or max(steps, 1)
+        segments = []
+        for t0 in range(0, steps, every):
+            t1 = min(t0 + every, steps)
+            saved = None if tape.checkpoint_every else cell._saved(t1 - t0, batch, x.dtype)
+            segments.append((t0, t1, _copies(arrays), saved))
+            cell._recur(_project(cell, x[t0:t1]), plan.segment(t0, t1), arrays,
+                        out[t0:t1], saved)
+        tape.records.append((cell, x, out, segments))
     return out, nest.pack_sequence_as(cell.state_size, cell._state_leaves(arrays))
+
+
+def _backward_kernel_cell(record, plan, d_out, d_state):
+    cell, x, out, segments = record
+    steps, batch, depth = x.shape
+    w_x, _ = cell._input_projection()
+    grads = {name: np.zeros_like(w) for name, w in cell._weights.items()}
+    d_w_x = np.zeros_like(w_x)
+    d_b = np.zeros(w_x.shape[1], dtype=x.dtype)
+    d_arrays = _copies(cell._state_arrays(nest.flatten(d_state)))
+    dx = np.zeros_like(x)
+    for t0, t1, arrays0, saved in reversed(segments):
+        part = plan.segment(t0, t1)
+        if saved is None:  # checkpointed: recompute this segment's activations
+            saved = cell._saved(t1 - t0, batch, x.dtype)
+            cell._recur(_project(cell, x[t0:t1]), part, _copies(arrays0),
+                        np.zeros_like(out[t0:t1]), saved)
+        dz = cell._recur_backward(part, saved, out[t0:t1], arrays0, d_out[t0:t1], d_arrays,
+                                  grads)
+        dz = dz.reshape((t1 - t0) * batch, -1)
+        dx[t0:t1] = (dz @ w_x.T).reshape(t1 - t0, batch, depth)
+        d_w_x += x[t0:t1].reshape(-1, depth).T @ dz
+        d_b += dz.sum(axis=0)
+    cell._input_projection_grads(grads, d_w_x, d_b)
+    d_state0 = nest.pack_sequence_as(cell.state_size, cell._state_leaves(d_arrays))
+    return dx, d_state0, [grads[name] for name in cell._weights]
 
 
 def _run_python_cell(cell, inputs, plan, state):

@@ -9,6 +9,8 @@ Kernels get time-major arrays whose batch rows are permuted so that
 - long and short sequences are dealt round-robin to the chunks, so the threads get
   similar amounts of work.
 """
+import copy
+
 import numpy as np
 
 
@@ -30,6 +32,14 @@ class Plan:
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.lengths = lengths if self.perm is None else lengths[self.perm]
         self.batch_size = batch
+
+    def segment(self, t0, t1):
+        """The plan of steps [t0, t1) alone: each length counted from t0, at most t1 - t0.
+
+        Rows keep their order, so each chunk is still sorted by decreasing length."""
+        part = copy.copy(self)
+        part.lengths = np.clip(self.lengths - t0, 0, t1 - t0)
+        return part
 
     def rows(self, array, axis=0, copy=True):
         """``array`` with its batch axis in plan order, C-contiguous; a new array unless

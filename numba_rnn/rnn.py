@@ -5,7 +5,7 @@ import numba
 import numpy as np
 
 from . import checks, nest
-from .engine import run_cell
+from .engine import backward_cell, run_cell
 from .plan import Plan
 
 
@@ -65,25 +65,11 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     "bidirectional_rnn", with the directions' variables under ``<scope>/fw`` and
     ``<scope>/bw``. The two directions run at the same time, each on half the threads.
     """
-    checks.check_cell(cell_fw, "cell_fw")
-    checks.check_cell(cell_bw, "cell_bw")
-    if cell_fw is cell_bw:
-        raise ValueError("cell_fw and cell_bw must be two cell objects: each direction has "
-                         "its own weights")
-    scope = checks.check_scope(scope, "bidirectional_rnn")
-    leaves, steps, batch, _ = checks.check_inputs(inputs, time_major)
-    lengths = checks.check_lengths(sequence_length, batch, steps)
-    time_axis = 0 if time_major else 1
-    reversed_inputs = nest.pack_sequence_as(
-        inputs, [reverse_sequence(leaf, lengths, time_axis) for leaf in leaves])
-    forward = _prepare(cell_fw, inputs, lengths, initial_state_fw, dtype, time_major,
-                       f"{scope}/fw", cell_name="cell_fw", state_name="initial_state_fw")
-    backward = _prepare(cell_bw, reversed_inputs, lengths, initial_state_bw, dtype, time_major,
-                        f"{scope}/bw", cell_name="cell_bw", state_name="initial_state_bw")
+    bidirectional = _prepare_bidirectional(cell_fw, cell_bw, inputs, sequence_length,
+                                           initial_state_fw, initial_state_bw, dtype,
+                                           time_major, scope)
     with checks.thread_limit(parallel_iterations) as n_threads:
-        (output_fw, state_fw), (output_bw, state_bw) = _run_both(forward, backward, n_threads)
-    output_bw = nest.map_structure(lambda o: reverse_sequence(o, lengths, time_axis), output_bw)
-    return (output_fw, output_bw), (state_fw, state_bw)
+        return bidirectional(n_threads)
 
 
 def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=None, scope=None):
@@ -95,6 +81,15 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
     step for this; here it runs the same compiled loop as ``dynamic_rnn``.
     """
     checks.check_cell(cell)
+    stacked = stack_steps(inputs)
+    outputs, state = dynamic_rnn(cell, stacked, sequence_length=sequence_length,
+                                 initial_state=initial_state, dtype=dtype, time_major=True,
+                                 scope=checks.check_scope(scope, "rnn"))
+    return unstack_steps(outputs), state
+
+
+def stack_steps(inputs):
+    """static_rnn's list of per-step inputs as one time-major structure of arrays."""
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"inputs must be a list of [batch_size, depth] arrays, one per step, "
                         f"got {type(inputs).__name__}")
@@ -108,14 +103,13 @@ def static_rnn(cell, inputs, initial_state=None, dtype=None, sequence_length=Non
             if shape[:1] != first_shape[:1]:
                 raise ValueError(f"all inputs must have the same batch size: inputs[0] has "
                                  f"shape {first_shape}, inputs[{t}] has shape {shape}")
-    stacked = nest.pack_sequence_as(
-        inputs[0], [np.stack(leaves) for leaves in zip(*steps)])
-    outputs, state = dynamic_rnn(cell, stacked, sequence_length=sequence_length,
-                                 initial_state=initial_state, dtype=dtype, time_major=True,
-                                 scope=checks.check_scope(scope, "rnn"))
+    return nest.pack_sequence_as(inputs[0], [np.stack(leaves) for leaves in zip(*steps)])
+
+
+def unstack_steps(outputs):
+    """Time-major outputs as a list with one structure per step."""
     flat = nest.flatten(outputs)
-    per_step = [nest.pack_sequence_as(outputs, [o[t] for o in flat]) for t in range(len(inputs))]
-    return per_step, state
+    return [nest.pack_sequence_as(outputs, [o[t] for o in flat]) for t in range(len(flat[0]))]
 
 
 def reverse_sequence(x, lengths, time_axis):
@@ -133,7 +127,7 @@ def reverse_sequence(x, lengths, time_axis):
 
 def _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major, scope,
              cell_name="cell", state_name="initial_state"):
-    """Check everything, build the cell; return ``run(n_threads) -> (outputs, state)``."""
+    """Check everything and build the cell; the returned ``_Run`` does the work."""
     checks.check_cell(cell, cell_name)
     if not isinstance(time_major, (bool, np.bool_)):
         raise ValueError(f"time_major must be True or False, got {time_major!r}")
@@ -142,23 +136,85 @@ def _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major, sc
     checks.check_cell_fits(cell, nest.pack_sequence_as(inputs, leaves), dtype, cell_name)
     lengths = checks.check_lengths(sequence_length, batch, steps)
     state = checks.check_state(cell, initial_state, batch, dtype, state_name)
-    time_axis = 0 if time_major else 1
+    return _Run(cell, inputs, leaves, lengths, state, 0 if time_major else 1, scope)
 
-    def run(n_threads):
-        cell._set_scope(scope)
-        plan = Plan(lengths, n_threads)
-        x = [plan.rows(np.moveaxis(leaf, time_axis, 0), axis=1, copy=False) for leaf in leaves]
-        outputs, final = run_cell(cell, nest.pack_sequence_as(inputs, x),
-                                  plan, nest.map_structure(plan.rows, state))
 
-        def to_caller_layout(out):
-            out = plan.unrows(out, axis=1)
-            return out if time_major else np.ascontiguousarray(np.moveaxis(out, 0, 1))
+class _Run:
+    """One checked call: ``run(n_threads)`` gives (outputs, state) in the caller's layout;
+    with a ``Tape`` it records for ``backward``."""
 
-        return (nest.map_structure(to_caller_layout, outputs),
+    def __init__(self, cell, inputs, leaves, lengths, state, time_axis, scope):
+        self.cell, self.inputs, self.leaves, self.lengths = cell, inputs, leaves, lengths
+        self.state, self.time_axis, self.scope = state, time_axis, scope
+        self.plan = None
+
+    def __call__(self, n_threads, tape=None):
+        self.cell._set_scope(self.scope)
+        plan = self.plan = Plan(self.lengths, n_threads)
+        x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
+        outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
+                                  nest.map_structure(plan.rows, self.state), tape)
+        return (nest.map_structure(self.from_plan, outputs),
                 nest.map_structure(plan.unrows, final))
 
-    return run
+    def backward(self, tape, d_outputs, d_state):
+        """Gradients of (inputs, initial state, weights) from those of (outputs, state)."""
+        plan = self.plan
+        records = list(tape.records)  # consumed from the end; the tape stays reusable
+        dx, d_state0, grads = backward_cell(self.cell, records, plan, self.to_plan(d_outputs),
+                                            nest.map_structure(plan.rows, d_state))
+        return self.from_plan(dx), nest.map_structure(plan.unrows, d_state0), grads
+
+    def to_plan(self, array, copy=True):
+        """Caller's layout -> time-major, plan row order, C-contiguous."""
+        return self.plan.rows(np.moveaxis(array, self.time_axis, 0), axis=1, copy=copy)
+
+    def from_plan(self, array):
+        array = self.plan.unrows(array, axis=1)
+        return array if self.time_axis == 0 else np.ascontiguousarray(np.moveaxis(array, 0, 1))
+
+
+def _prepare_bidirectional(cell_fw, cell_bw, inputs, sequence_length, initial_state_fw,
+                           initial_state_bw, dtype, time_major, scope):
+    checks.check_cell(cell_fw, "cell_fw")
+    checks.check_cell(cell_bw, "cell_bw")
+    if cell_fw is cell_bw:
+        raise ValueError("cell_fw and cell_bw must be two cell objects: each direction has "
+                         "its own weights")
+    scope = checks.check_scope(scope, "bidirectional_rnn")
+    leaves, steps, batch, _ = checks.check_inputs(inputs, time_major)
+    lengths = checks.check_lengths(sequence_length, batch, steps)
+    time_axis = 0 if time_major else 1
+    reversed_inputs = nest.pack_sequence_as(
+        inputs, [reverse_sequence(leaf, lengths, time_axis) for leaf in leaves])
+    forward = _prepare(cell_fw, inputs, lengths, initial_state_fw, dtype, time_major,
+                       f"{scope}/fw", cell_name="cell_fw", state_name="initial_state_fw")
+    backward = _prepare(cell_bw, reversed_inputs, lengths, initial_state_bw, dtype, time_major,
+                        f"{scope}/bw", cell_name="cell_bw", state_name="initial_state_bw")
+    return _Bidirectional(forward, backward, lengths, time_axis)
+
+
+class _Bidirectional:
+    """Two checked directions; the backward one sees and gives time-reversed sequences."""
+
+    def __init__(self, forward, backward, lengths, time_axis):
+        self.forward, self.backward_run = forward, backward
+        self.lengths, self.time_axis = lengths, time_axis
+
+    def reverse(self, x):
+        return nest.map_structure(lambda a: reverse_sequence(a, self.lengths, self.time_axis), x)
+
+    def __call__(self, n_threads, tapes=(None, None)):
+        (output_fw, state_fw), (output_bw, state_bw) = _run_both(
+            lambda n: self.forward(n, tapes[0]), lambda n: self.backward_run(n, tapes[1]),
+            n_threads)
+        return (output_fw, self.reverse(output_bw)), (state_fw, state_bw)
+
+    def backward(self, tapes, d_outputs, d_states):
+        dx_fw, d_state_fw, grads_fw = self.forward.backward(tapes[0], d_outputs[0], d_states[0])
+        dx_bw, d_state_bw, grads_bw = self.backward_run.backward(
+            tapes[1], self.reverse(d_outputs[1]), d_states[1])
+        return dx_fw + self.reverse(dx_bw), (d_state_fw, d_state_bw), grads_fw + grads_bw
 
 
 def _run_both(forward, backward, n_threads):

@@ -201,7 +201,14 @@ class KernelCell(RNNCell):
     - ``_input_projection()``: (W_x [D, G], b [G]) applied to all steps in one GEMM;
     - ``_state_arrays(leaves)`` / ``_state_leaves(arrays)``: the state's flattened
       leaves ([B, s] each) to the arrays the kernel updates in place, and back;
-    - ``_recur(xw, plan, arrays, out)``: run the kernel over the plan.
+    - ``_recur(xw, plan, arrays, out, saved=None)``: run the kernel over the plan,
+      filling ``saved`` (made by ``_saved(steps, batch, dtype)``) for the backward pass;
+    - ``_recur_backward(plan, saved, out, arrays0, d_out, d_arrays, grads)``: run the
+      backward kernel; returns the gradient of the input projection ``xw``, turns
+      ``d_arrays`` into the gradient of the initial state ``arrays0`` and adds the
+      recurrent weights' gradients to ``grads`` ({weight name: array});
+    - ``_input_projection_grads(grads, d_w_x, d_b)``: add the input projection's
+      gradients to ``grads`` (default: rows of "kernel" and "bias").
     """
 
     def __init__(self, num_units, activation=None, name=None, dtype=None, seed=None):
@@ -217,6 +224,13 @@ class KernelCell(RNNCell):
 
     def _state_leaves(self, arrays):
         return list(arrays)
+
+    def _saved(self, steps, batch, dtype):
+        return ()
+
+    def _input_projection_grads(self, grads, d_w_x, d_b):
+        grads["kernel"][:self.input_depth] += d_w_x
+        grads["bias"] += d_b
 
     def __call__(self, inputs, state):
         return step_with_dynamic_rnn(self, inputs, state)

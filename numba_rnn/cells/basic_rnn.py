@@ -1,5 +1,8 @@
 """BasicRNNCell: the plain (Elman) recurrent cell."""
-from ..kernels.basic_rnn import basic_rnn_forward
+import numpy as np
+
+from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward
+from ..kernels.common import previous_steps
 from .base import KernelCell
 
 
@@ -33,9 +36,19 @@ class BasicRNNCell(KernelCell):
     def _input_projection(self):
         return self._weights["kernel"][:self.input_depth], self._weights["bias"]
 
-    def _recur(self, xw, plan, arrays, out):
-        (h,) = arrays
+    def _recur(self, xw, plan, arrays, out, saved=None):
+        (h,) = arrays  # the outputs are the states: nothing else to save
         w_h = self._weights["kernel"][self.input_depth:]
         basic_rnn_forward(xw, w_h, self._act, plan.lengths, plan.chunk_starts, h, out)
+
+    def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
+        (h0,), (dh,) = arrays0, d_arrays
+        w_h = self._weights["kernel"][self.input_depth:]
+        dz = np.zeros_like(out)
+        basic_rnn_backward(np.ascontiguousarray(w_h.T), self._act, plan.lengths,
+                           plan.chunk_starts, out, d_out, dh, dz)
+        h_prev = previous_steps(out, h0).reshape(-1, self.num_units)
+        grads["kernel"][self.input_depth:] += h_prev.T @ dz.reshape(-1, self.num_units)
+        return dz
 
 

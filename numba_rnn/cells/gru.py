@@ -1,8 +1,8 @@
 """GRUCell: the gated recurrent unit, in TensorFlow's form or the cuDNN/Keras form."""
 import numpy as np
 
-from ..kernels.common import empty_like_rows
-from ..kernels.gru import gru_forward
+from ..kernels.common import empty_like_rows, previous_steps
+from ..kernels.gru import gru_backward, gru_forward
 from .base import KernelCell
 
 
@@ -50,11 +50,47 @@ class GRUCell(KernelCell):
         return (np.concatenate([w["gates/kernel"][:d], w["candidate/kernel"][:d]], axis=1),
                 np.concatenate([w["gates/bias"], w["candidate/bias"]]))
 
-    def _recur(self, xw, plan, arrays, out):
+    def _saved(self, steps, batch, dtype):
+        h = self.num_units
+        # Zeros, not empty: rows past a sequence's end are never written but enter sums.
+        hc = np.zeros((steps, batch, h), dtype) if self.reset_after else empty_like_rows(batch,
+                                                                                        dtype)
+        return np.zeros((steps, batch, 3 * h), dtype), hc
+
+    def _recur(self, xw, plan, arrays, out, saved=None):
         (h,) = arrays
         d, w = self.input_depth, self._weights
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
         none = empty_like_rows(xw.shape[1], xw.dtype)
+        gates, hc = saved if saved else (none, none)
         gru_forward(xw, w["gates/kernel"][d:], w["candidate/kernel"][d:], b_rec,
                     self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out,
-                    none, none)
+                    gates, hc)
+
+    def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
+        (gates, hc), (h0,), (dh,) = saved, arrays0, d_arrays
+        d, h, w = self.input_depth, self.num_units, self._weights
+        dz = np.zeros_like(gates)
+        d_hc = np.zeros_like(hc)
+        gru_backward(np.ascontiguousarray(w["gates/kernel"][d:].T),
+                     np.ascontiguousarray(w["candidate/kernel"][d:].T), self.reset_after,
+                     self._act, plan.lengths, plan.chunk_starts, gates, hc, out, h0, d_out, dh,
+                     dz, d_hc)
+        h_prev = previous_steps(out, h0).reshape(-1, h)
+        dz_flat = dz.reshape(-1, 3 * h)
+        grads["gates/kernel"][d:] += h_prev.T @ dz_flat[:, :2 * h]
+        if self.reset_after:
+            d_hc = d_hc.reshape(-1, h)
+            grads["candidate/kernel"][d:] += h_prev.T @ d_hc
+            grads["candidate/recurrent_bias"] += d_hc.sum(axis=0)
+        else:
+            reset_h_prev = gates[:, :, :h].reshape(-1, h) * h_prev
+            grads["candidate/kernel"][d:] += reset_h_prev.T @ dz_flat[:, 2 * h:]
+        return dz
+
+    def _input_projection_grads(self, grads, d_w_x, d_b):
+        d, h = self.input_depth, self.num_units
+        grads["gates/kernel"][:d] += d_w_x[:, :2 * h]
+        grads["candidate/kernel"][:d] += d_w_x[:, 2 * h:]
+        grads["gates/bias"] += d_b[:2 * h]
+        grads["candidate/bias"] += d_b[2 * h:]

@@ -1,8 +1,8 @@
 """BasicLSTMCell and LSTMCell: long short-term memory, TensorFlow's two LSTM cells."""
 import numpy as np
 
-from ..kernels.common import empty_like_rows
-from ..kernels.lstm import lstm_forward
+from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
+from ..kernels.lstm import lstm_backward, lstm_forward
 from .base import KernelCell, LSTMStateTuple, positive_int
 
 
@@ -87,19 +87,51 @@ class LSTMCell(KernelCell):
     def _state_leaves(self, arrays):
         return list(arrays) if self.state_is_tuple else [np.concatenate(arrays, axis=1)]
 
-    def _recur(self, xw, plan, arrays, out):
+    def _peepholes(self, dtype):
+        w = self._weights
+        if self.use_peepholes:
+            return np.stack([w["w_f_diag"], w["w_i_diag"], w["w_o_diag"]])
+        return np.empty((0, self.num_units), dtype=dtype)
+
+    def _saved(self, steps, batch, dtype):
+        # Zeros, not empty: rows past a sequence's end are never written but enter sums.
+        h = self.num_units
+        return np.zeros((steps, batch, 4 * h), dtype), np.zeros((steps, batch, h), dtype)
+
+    def _recur(self, xw, plan, arrays, out, saved=None):
         c, m = arrays
         w = self._weights
         dtype = xw.dtype
-        if self.use_peepholes:
-            w_peep = np.stack([w["w_f_diag"], w["w_i_diag"], w["w_o_diag"]])
-        else:
-            w_peep = np.empty((0, self.num_units), dtype=dtype)
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         none = empty_like_rows(xw.shape[1], dtype)
-        lstm_forward(xw, w["kernel"][self.input_depth:], w_peep, w_proj, self._cell_clip,
-                     self._proj_clip, self._act, plan.lengths, plan.chunk_starts, c, m, out,
-                     none, none)
+        gates, cs = saved if saved else (none, none)
+        lstm_forward(xw, w["kernel"][self.input_depth:], self._peepholes(dtype), w_proj,
+                     self._cell_clip, self._proj_clip, self._act, plan.lengths,
+                     plan.chunk_starts, c, m, out, gates, cs)
+
+    def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
+        (gates, cs), (c0, m0), (dc, dm) = saved, arrays0, d_arrays
+        d, h, p, w = self.input_depth, self.num_units, self._out_units, self._weights
+        dtype = out.dtype
+        use_proj = self.num_proj is not None
+        w_proj_t = (np.ascontiguousarray(w["projection/kernel"].T) if use_proj
+                    else np.empty((0, 0), dtype))
+        dz = np.zeros_like(gates)
+        dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
+        lstm_backward(np.ascontiguousarray(w["kernel"][d:].T), self._peepholes(dtype), w_proj_t,
+                      self._cell_clip, self._proj_clip, self._act, plan.lengths,
+                      plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz, dm_proj)
+        dz_flat = dz.reshape(-1, 4 * h)
+        grads["kernel"][d:] += previous_steps(out, m0).reshape(-1, p).T @ dz_flat
+        if self.use_peepholes:
+            c_prev = previous_steps(cs, c0)
+            grads["w_i_diag"] += (dz[:, :, :h] * c_prev).sum(axis=(0, 1))
+            grads["w_f_diag"] += (dz[:, :, 2 * h:3 * h] * c_prev).sum(axis=(0, 1))
+            grads["w_o_diag"] += (dz[:, :, 3 * h:] * cs).sum(axis=(0, 1))
+        if use_proj:
+            m_full = gates[:, :, 3 * h:] * activate_numpy(cs, self._act)
+            grads["projection/kernel"] += m_full.reshape(-1, h).T @ dm_proj.reshape(-1, p)
+        return dz
 
 
 class BasicLSTMCell(LSTMCell):

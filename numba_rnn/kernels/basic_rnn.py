@@ -1,11 +1,11 @@
-"""Basic RNN recurrence, forward: h = act(x W_x + b + h_prev W_h).
+"""Basic RNN recurrence, forward and backward: h = act(x W_x + b + h_prev W_h).
 
 Arrays are in the plan layout (see ``kernels.common``).
 """
 import numpy as np
 from numba import prange
 
-from .common import activate, active_rows, jit, matmul_acc
+from .common import activate, activate_grad, active_rows, jit, matmul_acc
 
 
 @jit(parallel=True)
@@ -29,3 +29,25 @@ def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
                 for k in range(hidden):
                     h[start + i, k] = activate(z[i, k], act)
             out[t, start:start + n] = h[start:start + n]
+
+
+@jit(parallel=True)
+def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
+    """Backpropagate from the last step to the first: ``dh`` [B, H] holds the gradient of
+    the final state and receives that of the initial one; ``dz`` [T, B, H]
+    (zero-initialised) receives the gradient of the pre-activations. ``w_h_t`` is W_h
+    transposed.
+    """
+    hidden = dh.shape[1]
+    for chunk in prange(chunk_starts.shape[0] - 1):
+        start = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        steps = lengths[start] if stop > start else 0
+        for t in range(steps - 1, -1, -1):
+            n = active_rows(lengths, start, stop, t)
+            for i in range(n):
+                r = start + i
+                for k in range(hidden):
+                    dz[t, r, k] = (dh[r, k] + d_out[t, r, k]) * activate_grad(out[t, r, k], act)
+            dh[start:start + n] = 0.0
+            matmul_acc(dz[t], start, n, w_h_t, dh[start:start + n])

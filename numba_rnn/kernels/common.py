@@ -102,6 +102,22 @@ def matmul_acc(a, row0, n, w, z):
         i += 1
 
 
+def activate_numpy(x, code):
+    """``activate`` on whole arrays, outside the kernels."""
+    if code == 0:
+        return np.tanh(x)
+    if code == 1:
+        return 1.0 / (1.0 + np.exp(-x))
+    if code == 2:
+        return np.maximum(x, 0.0)
+    return x
+
+
+def previous_steps(sequence, first):
+    """[T, B, ...] values at step t - 1 for every t: ``first`` then sequence[:-1]."""
+    return np.concatenate([first[None], sequence[:-1]], axis=0)
+
+
 def empty_like_rows(n_rows, dtype):
     """A placeholder for an optional per-step array the kernel should not fill."""
     return np.empty((0, n_rows, 0), dtype=dtype)

@@ -1,4 +1,4 @@
-"""GRU recurrence, forward, in both of its forms.
+"""GRU recurrence, forward and backward, in both of its forms.
 
 With x W_x + b precomputed for all steps (columns r, u, then candidate):
 
@@ -12,7 +12,7 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, active_rows, jit, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, jit, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -65,3 +65,57 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
                         save_gates[t, r, hidden + k] = g_u
                         save_gates[t, r, 2 * hidden + k] = g_c
             out[t, start:start + n] = h[start:start + n]
+
+
+@jit(parallel=True)
+def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, hc, out, h0,
+                 d_out, dh, dz, d_hc):
+    """Backpropagate through the recurrence, from the last step to the first.
+
+    ``gates`` [T, B, 3H] (r, u, c) and ``hc`` are what ``gru_forward`` saved, ``out`` its
+    outputs and ``h0`` the state before the first step. ``dh`` [B, H] holds the gradient
+    of the final state and receives that of the initial state. ``dz`` [T, B, 3H]
+    (zero-initialised) receives the gradients of the pre-activations of r, u and the
+    candidate; with ``reset_after``, ``d_hc`` [T, B, H] that of h_prev W_c + b_c_rec.
+    ``w_ru_t`` [2H, H] and ``w_c_t`` [H, H] are the recurrent weights transposed.
+    """
+    hidden = h0.shape[1]
+    for chunk in prange(chunk_starts.shape[0] - 1):
+        start = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        d_rh = np.empty((stop - start, hidden), dtype=h0.dtype)
+        dh_prev = np.empty((stop - start, hidden), dtype=h0.dtype)
+        steps = lengths[start] if stop > start else 0
+        for t in range(steps - 1, -1, -1):
+            n = active_rows(lengths, start, stop, t)
+            for i in range(n):
+                r = start + i
+                for k in range(hidden):
+                    h_prev = out[t - 1, r, k] if t > 0 else h0[r, k]
+                    g_u = gates[t, r, hidden + k]
+                    g_c = gates[t, r, 2 * hidden + k]
+                    d_h = dh[r, k] + d_out[t, r, k]
+                    dz[t, r, hidden + k] = d_h * (h_prev - g_c) * g_u * (1.0 - g_u)
+                    dz[t, r, 2 * hidden + k] = d_h * (1.0 - g_u) * activate_grad(g_c, act)
+                    dh_prev[i, k] = d_h * g_u
+            if reset_after:
+                for i in range(n):
+                    r = start + i
+                    for k in range(hidden):
+                        g_r = gates[t, r, k]
+                        d_c = dz[t, r, 2 * hidden + k]
+                        d_hc[t, r, k] = d_c * g_r
+                        dz[t, r, k] = d_c * hc[t, r, k] * g_r * (1.0 - g_r)
+                matmul_acc(d_hc[t], start, n, w_c_t, dh_prev)
+            else:
+                d_rh[:n] = 0.0
+                matmul_acc(dz[t, :, 2 * hidden:], start, n, w_c_t, d_rh)
+                for i in range(n):
+                    r = start + i
+                    for k in range(hidden):
+                        g_r = gates[t, r, k]
+                        h_prev = out[t - 1, r, k] if t > 0 else h0[r, k]
+                        dz[t, r, k] = d_rh[i, k] * h_prev * g_r * (1.0 - g_r)
+                        dh_prev[i, k] += d_rh[i, k] * g_r
+            matmul_acc(dz[t, :, :2 * hidden], start, n, w_ru_t, dh_prev)
+            dh[start:start + n] = dh_prev[:n]

@@ -1,4 +1,4 @@
-"""LSTM recurrence (BasicLSTMCell and LSTMCell), forward.
+"""LSTM recurrence (BasicLSTMCell and LSTMCell), forward and backward.
 
 Per step, with z = x W_x + b (precomputed for all steps, forget_bias folded into b) plus
 m_prev W_h, gate order i, j, f, o as in TensorFlow:
@@ -16,7 +16,7 @@ every option.
 import numpy as np
 from numba import prange
 
-from .common import activate, active_rows, jit, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, jit, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -87,3 +87,71 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
             else:
                 m[start:start + n] = m_full[:n]
             out[t, start:start + n] = m[start:start + n]
+
+
+@jit(parallel=True)
+def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, chunk_starts,
+                  gates, cs, out, c0, d_out, dc, dm, dz, dm_proj):
+    """Backpropagate through the recurrence, from the last step to the first.
+
+    ``gates``/``cs``/``out`` are what ``lstm_forward`` saved; ``c0`` the cell state
+    before the first step. ``dc`` [B, H] and ``dm`` [B, P] hold the gradient of the
+    final state and receive that of the initial state. ``dz`` [T, B, 4H]
+    (zero-initialised) receives the gradient of the gate pre-activations, from which
+    the caller forms every weight and input gradient with large matrix products;
+    ``dm_proj`` [T, B, P] (or [0, B, 0] without projection) that of the projection's
+    output. ``w_h_t`` is W_h transposed [4H, P], ``w_proj_t`` W_proj transposed.
+    Nothing flows into steps past a sequence's end: its rows are not active there.
+    """
+    hidden = cs.shape[2]
+    use_peep = w_peep.shape[0] > 0
+    use_proj = w_proj_t.shape[0] > 0
+    for chunk in prange(chunk_starts.shape[0] - 1):
+        start = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        dm_full = np.empty((stop - start, hidden), dtype=cs.dtype)
+        steps = lengths[start] if stop > start else 0
+        for t in range(steps - 1, -1, -1):
+            n = active_rows(lengths, start, stop, t)
+            for i in range(n):
+                r = start + i
+                for k in range(dm.shape[1]):
+                    d = dm[r, k] + d_out[t, r, k]
+                    if use_proj:
+                        if proj_clip >= 0.0 and abs(out[t, r, k]) >= proj_clip:
+                            d = 0.0  # clipped: no gradient through the clip
+                        dm_proj[t, r, k] = d
+                    else:
+                        dm_full[i, k] = d
+            if use_proj:
+                dm_full[:n] = 0.0
+                matmul_acc(dm_proj[t], start, n, w_proj_t, dm_full)
+            for i in range(n):
+                r = start + i
+                for k in range(hidden):
+                    g_i = gates[t, r, k]
+                    g_j = gates[t, r, hidden + k]
+                    g_f = gates[t, r, 2 * hidden + k]
+                    g_o = gates[t, r, 3 * hidden + k]
+                    c = cs[t, r, k]
+                    c_prev = cs[t - 1, r, k] if t > 0 else c0[r, k]
+                    act_c = activate(c, act)
+                    dz_o = dm_full[i, k] * act_c * g_o * (1.0 - g_o)
+                    d_c = dc[r, k] + dm_full[i, k] * g_o * activate_grad(act_c, act)
+                    if use_peep:
+                        d_c += w_peep[2, k] * dz_o
+                    if cell_clip >= 0.0 and abs(c) >= cell_clip:
+                        d_c = 0.0
+                    dz_i = d_c * g_j * g_i * (1.0 - g_i)
+                    dz_j = d_c * g_i * activate_grad(g_j, act)
+                    dz_f = d_c * c_prev * g_f * (1.0 - g_f)
+                    d_c_prev = d_c * g_f
+                    if use_peep:
+                        d_c_prev += w_peep[0, k] * dz_f + w_peep[1, k] * dz_i
+                    dc[r, k] = d_c_prev
+                    dz[t, r, k] = dz_i
+                    dz[t, r, hidden + k] = dz_j
+                    dz[t, r, 2 * hidden + k] = dz_f
+                    dz[t, r, 3 * hidden + k] = dz_o
+            dm[start:start + n] = 0.0
+            matmul_acc(dz[t], start, n, w_h_t, dm[start:start + n])

@@ -76,7 +76,7 @@ def _project(cell, x):
     """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
     w_x, bias = cell._input_projection()
     steps, batch, depth = x.shape
-    xw = (x.reshape(steps * batch, depth) @ w_x).reshape(steps, batch, -1)
+    xw = (x.reshape(steps * batch, depth) @ w_x).reshape(steps, batch, w_x.shape[1])
     xw += bias
     return xw
 
@@ -121,7 +121,7 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
                         np.zeros_like(out[t0:t1]), saved)
         dz = cell._recur_backward(part, saved, out[t0:t1], arrays0, d_out[t0:t1], d_arrays,
                                   grads)
-        dz = dz.reshape((t1 - t0) * batch, -1)
+        dz = dz.reshape((t1 - t0) * batch, w_x.shape[1])
         dx[t0:t1] = (dz @ w_x.T).reshape(t1 - t0, batch, depth)
         d_w_x += x[t0:t1].reshape(-1, depth).T @ dz
         d_b += dz.sum(axis=0)

@@ -32,8 +32,9 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             given it must equal their dtype.
         parallel_iterations: optional cap on the number of threads the kernels use
             (default: ``numba.get_num_threads()``).
-        swap_memory: accepted for compatibility. An inference run keeps no activations,
-            so there is nothing to swap.
+        swap_memory: an inference run keeps no activations, so here it changes nothing;
+            under ``numba_rnn.vjp`` it selects the memory-saving training mode
+            (checkpoints of the state, activations recomputed in the backward pass).
         time_major: layout of ``inputs`` and ``outputs``, see above. Time-major saves two
             transposes.
         scope: name prefix of the cell's variables in ``named_weights()`` (default "rnn").

@@ -136,6 +136,9 @@ class RNNCell:
         self._weights = {name: np.array(w, dtype=self.dtype, order="C")
                          for name, w in zip(names, weights)}
 
+    def _weight_count(self):
+        return len(self._weight_specs(1))
+
     def _build_from(self, weights):
         """Build an unbuilt cell from weights: the first is the [D + R, ...] kernel."""
         specs = self._weight_specs(1)

@@ -73,16 +73,19 @@ class MultiRNNCell(RNNCell):
         return [w for cell in self.cells for w in cell.get_weights()]
 
     def set_weights(self, weights):
+        """Load every layer's weights, in layer order (builds unbuilt layers)."""
         weights = list(weights)
+        counts = [cell._weight_count() for cell in self.cells]
+        if sum(counts) != len(weights):
+            raise ValueError(f"MultiRNNCell has {sum(counts)} weights ({counts} per layer), "
+                             f"got {len(weights)} arrays")
         offset = 0
-        for cell in self.cells:
-            if not cell.built:
-                cell.set_weights(weights[offset:])  # builds, then rejects a wrong count
-            count = len(cell._weights)
+        for cell, count in zip(self.cells, counts):
             cell.set_weights(weights[offset:offset + count])
             offset += count
-        if offset != len(weights):
-            raise ValueError(f"MultiRNNCell has {offset} weights, got {len(weights)} arrays")
+
+    def _weight_count(self):
+        return sum(cell._weight_count() for cell in self.cells)
 
     def named_weights(self):
         named = {}

@@ -1,25 +1,36 @@
 """The numba-rnn command and the examples run and say what they should."""
+import io
 import pathlib
 import runpy
 
+import numpy as np
 import pytest
 
-from numba_rnn import cli
+from numba_rnn import cli, demo
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
-def test_demo_shows_masking_and_carried_state(capsys):
-    assert cli.main(["demo", "--units", "16", "--repeats", "2", "--segment", "50"]) == 0
+def test_demo_trains_and_samples(capsys):
+    losses = demo.run(units=32, steps=40, batch=8, window=32, sample_length=50, seed=1)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3  # the loss clearly falls
     out = capsys.readouterr().out
-    assert "max |output| there: 0.0)" in out
-    assert "run in 18 segments of 50" in out
-    gap = float(out.rsplit("max difference from one call ", 1)[1].split()[0])
-    assert gap < 1e-5
+    assert "step   40/40" in out and "--- sample (temperature 0.7) ---" in out
+    sample = out.rsplit("---\n", 1)[1]
+    assert len(sample.rstrip("\n")) >= 51
+
+
+def test_demo_is_deterministic_with_a_seed():
+    first = demo.run(units=16, steps=5, batch=4, window=16, sample_length=5, seed=3,
+                     out=io.StringIO())
+    second = demo.run(units=16, steps=5, batch=4, window=16, sample_length=5, seed=3,
+                      out=io.StringIO())
+    assert first == second
 
 
 @pytest.mark.parametrize("argv", [["demo", "--units", "0"], ["demo", "--cell", "elman"],
-                                  ["demo", "--segment", "x"], []])
+                                  ["demo", "--steps", "x"], ["demo", "--temperature", "0"],
+                                  ["demo", "--temperature", "-1"], []])
 def test_bad_arguments_exit_with_a_message(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)

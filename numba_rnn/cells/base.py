@@ -117,6 +117,13 @@ class RNNCell:
         self._require_built("get_weights")
         return [w.copy() for w in self._weights.values()]
 
+    @property
+    def trainable_variables(self):
+        """The weight arrays themselves (not copies), in ``get_weights()`` order: for
+        optimizers that update them in place."""
+        self._require_built("trainable_variables")
+        return list(self._weights.values())
+
     def set_weights(self, weights):
         """Load weights given in ``get_weights()`` order (builds the cell if needed)."""
         weights = [np.asarray(w) for w in weights]

@@ -72,6 +72,10 @@ class MultiRNNCell(RNNCell):
     def get_weights(self):
         return [w for cell in self.cells for w in cell.get_weights()]
 
+    @property
+    def trainable_variables(self):
+        return [w for cell in self.cells for w in cell.trainable_variables]
+
     def set_weights(self, weights):
         """Load every layer's weights, in layer order (builds unbuilt layers)."""
         weights = list(weights)

@@ -35,7 +35,7 @@ class MultiRNNCell(RNNCell):
         # Not RNNCell.__init__: dtype and input_depth are the layers', not the stack's own.
         self.name = self._default_name if name is None else str(name)
         self.cells = cells
-        self._scope = None
+        self._set_scope(None)  # layers are named cell_0, cell_1, ... even before a run
 
     @property
     def state_size(self):

@@ -1,0 +1,1 @@
+"""Optional tests against a real framework (TensorFlow); skipped when it is not installed."""

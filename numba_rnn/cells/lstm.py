@@ -106,8 +106,8 @@ class LSTMCell(KernelCell):
         none = empty_like_rows(xw.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
         lstm_forward(xw, w["kernel"][self.input_depth:], self._peepholes(dtype), w_proj,
-                     self._cell_clip, self._proj_clip, self._act, plan.lengths,
-                     plan.chunk_starts, c, m, out, gates, cs)
+                     dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
+                     plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, cs), (c0, m0), (dc, dm) = saved, arrays0, d_arrays

@@ -12,7 +12,7 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, jit, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, jit, like, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -59,7 +59,7 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
                             save_hc[t, r, k] = z_c[i, k]
                     else:
                         g_c = activate(z_c[i, k], act)
-                    h[r, k] = g_u * h[r, k] + (1.0 - g_u) * g_c
+                    h[r, k] = g_u * h[r, k] + (like(g_u, 1.0) - g_u) * g_c
                     if save:
                         save_gates[t, r, k] = g_r
                         save_gates[t, r, hidden + k] = g_u

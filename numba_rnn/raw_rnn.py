@@ -46,18 +46,23 @@ class TensorArray:
         return self._items[index]
 
     def gather(self, indices):
-        return np.stack([self.read(i) for i in indices])
+        """The elements at ``indices`` as one array ``[len(indices), *element_shape]``."""
+        items = [self.read(i) for i in indices]
+        if not items:
+            dtype = np.float32 if self.dtype is None else self.dtype
+            return np.zeros((0,) + (self.element_shape or ()), dtype=dtype)
+        return np.stack(items)
 
     def stack(self):
         """All elements as one array ``[size, *element_shape]``."""
-        if not self._items:
-            shape = (0,) + (self.element_shape or ())
-            return np.zeros(shape, dtype=self.dtype or np.float32)
         return self.gather(range(len(self._items)))
 
     def unstack(self, value):
         """Write ``value[i]`` at index i for every i; returns the array."""
-        for i, item in enumerate(np.asarray(value)):
+        value = np.asarray(value)
+        if self.element_shape is None:
+            self.element_shape = value.shape[1:]
+        for i, item in enumerate(value):
             self.write(i, item)
         return self
 

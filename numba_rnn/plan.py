@@ -32,6 +32,7 @@ class Plan:
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.lengths = lengths if self.perm is None else lengths[self.perm]
         self.batch_size = batch
+        self.n_chunks = len(sizes)
 
     def segment(self, t0, t1):
         """The plan of steps [t0, t1) alone: each length counted from t0, at most t1 - t0.

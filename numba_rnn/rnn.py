@@ -1,5 +1,6 @@
 """The RNN functions of TensorFlow 1.x ``tf.nn``, on NumPy arrays."""
 import concurrent.futures
+import contextlib
 
 import numba
 import numpy as np
@@ -140,6 +141,24 @@ def _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major, sc
     return _Run(cell, inputs, leaves, lengths, state, 0 if time_major else 1, scope)
 
 
+# Below this many floating-point operations in the recurrence, waking a second thread
+# costs more than it saves (tens of microseconds when idle, milliseconds on a busy machine).
+PARALLEL_MIN_FLOPS = 5e6
+
+
+def _recurrent_flops(cell, lengths):
+    """Rough FLOP count of the recurrent matrix products: 2 S^2 per state width S, step
+    and sequence (an order of magnitude is all the thread choice needs)."""
+    width = sum(int(np.prod(s)) for s in nest.flatten(cell.state_size))
+    return 4.0 * width * width * float(lengths.sum())
+
+
+def _one_thread_if(condition):
+    """Run a one-chunk plan with one thread: a parallel region of one would still wake
+    the others."""
+    return checks.thread_limit(1) if condition else contextlib.nullcontext()
+
+
 class _Run:
     """One checked call: ``run(n_threads)`` gives (outputs, state) in the caller's layout;
     with a ``Tape`` it records for ``backward``."""
@@ -151,10 +170,13 @@ class _Run:
 
     def __call__(self, n_threads, tape=None):
         self.cell._set_scope(self.scope)
+        if _recurrent_flops(self.cell, self.lengths) < PARALLEL_MIN_FLOPS:
+            n_threads = 1
         plan = self.plan = Plan(self.lengths, n_threads)
         x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
-        outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
-                                  nest.map_structure(plan.rows, self.state), tape)
+        with _one_thread_if(plan.n_chunks == 1):
+            outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
+                                      nest.map_structure(plan.rows, self.state), tape)
         return (nest.map_structure(self.from_plan, outputs),
                 nest.map_structure(plan.unrows, final))
 
@@ -162,8 +184,10 @@ class _Run:
         """Gradients of (inputs, initial state, weights) from those of (outputs, state)."""
         plan = self.plan
         records = list(tape.records)  # consumed from the end; the tape stays reusable
-        dx, d_state0, grads = backward_cell(self.cell, records, plan, self.to_plan(d_outputs),
-                                            nest.map_structure(plan.rows, d_state))
+        with _one_thread_if(plan.n_chunks == 1):
+            dx, d_state0, grads = backward_cell(self.cell, records, plan,
+                                                self.to_plan(d_outputs),
+                                                nest.map_structure(plan.rows, d_state))
         return self.from_plan(dx), nest.map_structure(plan.unrows, d_state0), grads
 
     def to_plan(self, array, copy=True):

@@ -119,8 +119,9 @@ class LSTMCell(KernelCell):
         dz = np.zeros_like(gates)
         dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
         lstm_backward(np.ascontiguousarray(w["kernel"][d:].T), self._peepholes(dtype), w_proj_t,
-                      self._cell_clip, self._proj_clip, self._act, plan.lengths,
-                      plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz, dm_proj)
+                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
+                      plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,
+                      dm_proj)
         dz_flat = dz.reshape(-1, 4 * h)
         grads["kernel"][d:] += previous_steps(out, m0).reshape(-1, p).T @ dz_flat
         if self.use_peepholes:

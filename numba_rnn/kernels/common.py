@@ -79,13 +79,14 @@ def _sigmoid(x):
 
 
 def like(x, value):
-    """``value`` as a scalar of x's float type, so float32 arithmetic stays float32."""
-    return float(value)
+    """``value`` as a scalar of the float type of ``x`` (a scalar or an array), so that
+    float32 arithmetic stays float32 instead of being promoted by float64 literals."""
+    return np.asarray(x).dtype.type(value)
 
 
 @overload(like, inline="always")
 def _like(x, value):
-    if x == types.float32:
+    if (x.dtype if isinstance(x, types.Array) else x) == types.float32:
         return lambda x, value: np.float32(value)
     return lambda x, value: np.float64(value)
 
@@ -105,13 +106,14 @@ def activate(x, code):
 @numba.njit(inline="always", fastmath=FASTMATH)
 def activate_grad(y, code):
     """Derivative of the activation, written in terms of its output ``y``."""
+    one = like(y, 1.0)
     if code == 0:
-        return 1.0 - y * y
+        return one - y * y
     if code == 1:
-        return y * (1.0 - y)
+        return y * (one - y)
     if code == 2:
-        return 1.0 if y > 0.0 else 0.0
-    return 1.0
+        return one if y > like(y, 0.0) else like(y, 0.0)
+    return one
 
 
 @numba.njit(inline="always")

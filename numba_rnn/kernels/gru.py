@@ -80,6 +80,7 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
     ``w_ru_t`` [2H, H] and ``w_c_t`` [H, H] are the recurrent weights transposed.
     """
     hidden = h0.shape[1]
+    one = like(h0, 1.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
         start = chunk_starts[chunk]
         stop = chunk_starts[chunk + 1]
@@ -95,8 +96,8 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                     g_u = gates[t, r, hidden + k]
                     g_c = gates[t, r, 2 * hidden + k]
                     d_h = dh[r, k] + d_out[t, r, k]
-                    dz[t, r, hidden + k] = d_h * (h_prev - g_c) * g_u * (1.0 - g_u)
-                    dz[t, r, 2 * hidden + k] = d_h * (1.0 - g_u) * activate_grad(g_c, act)
+                    dz[t, r, hidden + k] = d_h * (h_prev - g_c) * g_u * (one - g_u)
+                    dz[t, r, 2 * hidden + k] = d_h * (one - g_u) * activate_grad(g_c, act)
                     dh_prev[i, k] = d_h * g_u
             if reset_after:
                 for i in range(n):
@@ -105,7 +106,7 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                         g_r = gates[t, r, k]
                         d_c = dz[t, r, 2 * hidden + k]
                         d_hc[t, r, k] = d_c * g_r
-                        dz[t, r, k] = d_c * hc[t, r, k] * g_r * (1.0 - g_r)
+                        dz[t, r, k] = d_c * hc[t, r, k] * g_r * (one - g_r)
                 matmul_acc(d_hc[t], start, n, w_c_t, dh_prev)
             else:
                 d_rh[:n] = 0.0
@@ -115,7 +116,7 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                     for k in range(hidden):
                         g_r = gates[t, r, k]
                         h_prev = out[t - 1, r, k] if t > 0 else h0[r, k]
-                        dz[t, r, k] = d_rh[i, k] * h_prev * g_r * (1.0 - g_r)
+                        dz[t, r, k] = d_rh[i, k] * h_prev * g_r * (one - g_r)
                         dh_prev[i, k] += d_rh[i, k] * g_r
             matmul_acc(dz[t, :, :2 * hidden], start, n, w_ru_t, dh_prev)
             dh[start:start + n] = dh_prev[:n]

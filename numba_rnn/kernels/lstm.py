@@ -16,7 +16,7 @@ every option.
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, jit, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, jit, like, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -106,6 +106,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
     hidden = cs.shape[2]
     use_peep = w_peep.shape[0] > 0
     use_proj = w_proj_t.shape[0] > 0
+    one, zero = like(cs, 1.0), like(cs, 0.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
         start = chunk_starts[chunk]
         stop = chunk_starts[chunk + 1]
@@ -119,7 +120,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
                     d = dm[r, k] + d_out[t, r, k]
                     if use_proj:
                         if proj_clip >= 0.0 and abs(out[t, r, k]) >= proj_clip:
-                            d = 0.0  # clipped: no gradient through the clip
+                            d = zero  # clipped: no gradient through the clip
                         dm_proj[t, r, k] = d
                     else:
                         dm_full[i, k] = d
@@ -136,15 +137,15 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
                     c = cs[t, r, k]
                     c_prev = cs[t - 1, r, k] if t > 0 else c0[r, k]
                     act_c = activate(c, act)
-                    dz_o = dm_full[i, k] * act_c * g_o * (1.0 - g_o)
+                    dz_o = dm_full[i, k] * act_c * g_o * (one - g_o)
                     d_c = dc[r, k] + dm_full[i, k] * g_o * activate_grad(act_c, act)
                     if use_peep:
                         d_c += w_peep[2, k] * dz_o
                     if cell_clip >= 0.0 and abs(c) >= cell_clip:
-                        d_c = 0.0
-                    dz_i = d_c * g_j * g_i * (1.0 - g_i)
+                        d_c = zero
+                    dz_i = d_c * g_j * g_i * (one - g_i)
                     dz_j = d_c * g_i * activate_grad(g_j, act)
-                    dz_f = d_c * c_prev * g_f * (1.0 - g_f)
+                    dz_f = d_c * c_prev * g_f * (one - g_f)
                     d_c_prev = d_c * g_f
                     if use_peep:
                         d_c_prev += w_peep[0, k] * dz_f + w_peep[1, k] * dz_i

@@ -186,6 +186,9 @@ def _emit_structure(cell, emit_spec, batch, dtype):
 
 
 def _check_emit(emit, zero_emit, time):
+    if emit is None:
+        raise ValueError(f"emit_output returned by loop_fn at time {time} is None; after time "
+                         f"0 it must be the emit (usually cell_output)")
     if not nest.same_structure(zero_emit, emit):
         raise ValueError(f"emit_output returned by loop_fn at time {time} does not have the "
                          f"structure fixed at time 0 (or by cell.output_size)")

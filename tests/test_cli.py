@@ -9,6 +9,7 @@ import pytest
 from numba_rnn import cli, demo
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
+SLOW_WITHOUT_JIT = {"char_rnn.py", "variable_length_classification.py"}
 
 
 def test_demo_trains_and_samples(capsys):
@@ -43,7 +44,9 @@ def test_warmup(capsys):
     assert "kernels ready" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_WITHOUT_JIT else p
+    for p in EXAMPLES], ids=[p.name for p in EXAMPLES])
 def test_example_runs(path, capsys):
     runpy.run_path(str(path), run_name="__main__")
     assert capsys.readouterr().out

@@ -1,0 +1,108 @@
+"""Where numba_rnn's forward time goes, phase by phase, on the forward workloads.
+
+Run: python benchmarks/profile_forward.py [W1 W7 ...] [--repeat 20]
+
+Phases of one ``dynamic_rnn`` call on a BasicLSTMCell (see numba_rnn/engine.py):
+
+- input GEMM: ``x W_x + b`` for all steps at once (NumPy/BLAS), ``engine._project``;
+- recurrence: the compiled kernel ``lstm_forward`` (per step ``m W_h`` + gate math);
+  of which "recurrent matmul alone" is the same ``matmul_acc`` calls over the same
+  chunks with no gate math, compiled here for comparison;
+- the rest: argument checks, layout changes (batch-major <-> time-major copies), plan.
+
+This uses numba_rnn's internals (engine, plan, cell._recur), which may change.
+"""
+import argparse
+import time
+
+import numba
+import numpy as np
+from numba import prange
+from workloads import FORWARD, WORKLOADS, make_data
+
+import numba_rnn as nr
+from numba_rnn.engine import _project
+from numba_rnn.kernels.common import FASTMATH, active_rows, matmul_acc
+from numba_rnn.plan import Plan
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def matmul_only(xw, w_h, lengths, chunk_starts, m):
+    """The recurrence's matrix products alone: what lstm_forward does minus gate math."""
+    g = xw.shape[2]
+    for chunk in prange(chunk_starts.shape[0] - 1):
+        start = chunk_starts[chunk]
+        stop = chunk_starts[chunk + 1]
+        z = np.empty((stop - start, g), dtype=xw.dtype)
+        for t in range(lengths[start] if stop > start else 0):
+            n = active_rows(lengths, start, stop, t)
+            z[:n] = xw[t, start:start + n]
+            matmul_acc(m, start, n, w_h, z)
+
+
+def median_time(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), float(np.min(times))
+
+
+def profile(workload, repeat, threads):
+    numba.set_num_threads(threads)
+    data = make_data(workload)
+    cell = nr.BasicLSTMCell(workload.units)
+    cell.set_weights(data.weights)
+    x = data.inputs
+    x_tm = np.ascontiguousarray(np.moveaxis(x, 1, 0))
+    plan = Plan(data.lengths, threads)
+    h = workload.units
+    xw = _project(cell, x_tm)
+    w_h = cell._weights["kernel"][workload.depth:]
+
+    def recurrence():
+        arrays = [np.zeros((workload.batch, h), np.float32) for _ in range(2)]
+        out = np.zeros((workload.steps, workload.batch, h), np.float32)
+        cell._recur(xw, plan, arrays, out)
+
+    def matmuls():
+        matmul_only(xw, w_h, plan.lengths, plan.chunk_starts,
+                    np.zeros((workload.batch, h), np.float32))
+
+    total = median_time(lambda: nr.dynamic_rnn(cell, x, dtype=np.float32), repeat)
+    gemm = median_time(lambda: _project(cell, x_tm), repeat)
+    recur = median_time(recurrence, repeat)
+    mm = median_time(matmuls, repeat)
+    steps = workload.batch * workload.steps
+    gemm_flops = 2 * steps * workload.depth * 4 * h
+    recur_flops = 2 * steps * h * 4 * h
+    flops = {"input GEMM": gemm_flops, "recurrence kernel": recur_flops,
+             "  recurrent matmul alone": recur_flops}
+    rows = [("total dynamic_rnn", total), ("input GEMM", gemm), ("recurrence kernel", recur),
+            ("  recurrent matmul alone", mm),
+            ("  gate math etc. (difference)", tuple(np.subtract(recur, mm))),
+            ("rest (checks, layout, plan)", tuple(np.subtract(total, gemm) - recur))]
+    chunks = np.diff(plan.chunk_starts)
+    print(f"{workload}, {threads} thread(s), plan chunks {chunks.tolist()}; "
+          f"median, min of {repeat} calls")
+    for name, (med, low) in rows:
+        rate = f"{flops[name] / low / 1e9:7.1f} GFLOP/s at min" if name in flops else ""
+        print(f"  {name:32} {med * 1e3:8.2f} ms {100 * med / total[0]:5.1f} % "
+              f"{low * 1e3:8.2f} ms {100 * low / total[1]:5.1f} %  {rate}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", default=FORWARD)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, nargs="*", default=[numba.get_num_threads()])
+    args = parser.parse_args()
+    for name in args.workloads:
+        for threads in args.threads:
+            profile(WORKLOADS[name], args.repeat, threads)
+
+
+if __name__ == "__main__":
+    main()

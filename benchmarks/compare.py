@@ -8,7 +8,7 @@ once, in a new random order (with a short pause between calls so that one engine
 spinning threads do not land on the next), so all of them see the same conditions; the table gives
 the median and the minimum (the least disturbed call) per engine, and numba_rnn's ratio
 to the fastest peer by each. Outputs are checked against numba_rnn's first, as in
-test_forward.py.
+test_speed_forward.py.
 """
 import argparse
 import random

@@ -18,7 +18,9 @@ class Plan:
     def __init__(self, lengths, n_threads):
         lengths = np.asarray(lengths, dtype=np.int64)
         batch = lengths.shape[0]
-        n_chunks = max(1, min(int(n_threads), batch))
+        # Chunks of fewer than 4 rows waste the kernels' 4-row blocking and make every
+        # thread stream all of W_h for little work: fewer threads are faster then.
+        n_chunks = max(1, min(int(n_threads), batch // 4))
         if batch == 0 or np.all(lengths == lengths[0]):
             # Equal lengths: contiguous chunks keep rows in place (no gather needed).
             self.perm = None

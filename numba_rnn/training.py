@@ -7,6 +7,7 @@ import numpy as np
 
 from . import nest
 from .cells.base import float_dtype, positive_int
+from .checks import check_lengths
 from .grad import vjp
 from .rnn import dynamic_rnn
 
@@ -80,9 +81,7 @@ def _step_mask(shape, lengths):
     batch, steps = shape
     if lengths is None:
         return np.ones((batch, steps))
-    lengths = np.asarray(lengths)
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have shape ({batch},), got {lengths.shape}")
+    lengths = check_lengths(lengths, batch, steps, "lengths")
     return (np.arange(steps)[None, :] < lengths[:, None]).astype(np.float64)
 
 
@@ -163,6 +162,8 @@ class Adam:
         if not learning_rate > 0 or not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"need learning_rate > 0 and betas in [0, 1), got "
                              f"{learning_rate!r}, {beta1!r}, {beta2!r}")
+        if not epsilon >= 0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
         self.learning_rate, self.beta1, self.beta2, self.epsilon = (learning_rate, beta1,
                                                                     beta2, epsilon)
         self._moments = None
@@ -196,6 +197,11 @@ class StatefulRNN:
             self.state = None
             return
         rows = np.asarray(rows)
+        if rows.size == 0:
+            return
+        if rows.dtype.kind not in "iub":
+            raise ValueError(f"rows must be integer indices or a boolean mask, got dtype "
+                             f"{rows.dtype}")
         self.state = nest.map_structure(lambda s: _zero_rows(s, rows), self.state)
 
     def __call__(self, inputs, sequence_length=None):

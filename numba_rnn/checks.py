@@ -3,10 +3,7 @@
 Every check raises an error that names the argument, what was expected and what was
 given, before any kernel runs. Nothing here writes to the caller's arrays.
 """
-import contextlib
-import numbers
 
-import numba
 import numpy as np
 
 from . import nest
@@ -153,21 +150,3 @@ def check_scope(scope, default):
     if not isinstance(scope, str) or not scope:
         raise ValueError(f"scope must be a non-empty string, got {scope!r}")
     return scope
-
-
-@contextlib.contextmanager
-def thread_limit(parallel_iterations):
-    """Cap the kernels' threads at ``parallel_iterations`` for the duration of a call."""
-    if parallel_iterations is None:
-        yield numba.get_num_threads()
-        return
-    if (isinstance(parallel_iterations, bool)
-            or not isinstance(parallel_iterations, numbers.Integral) or parallel_iterations <= 0):
-        raise ValueError(f"parallel_iterations must be a positive integer, got "
-                         f"{parallel_iterations!r}")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(int(parallel_iterations), previous))
-    try:
-        yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(previous)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import checks, nest
+from . import checks, nest, threads
 from .engine import Tape
 from .rnn import (
     _prepare,
@@ -70,12 +70,12 @@ def _dynamic(cell, inputs, sequence_length, initial_state, dtype, parallel_itera
                    checks.check_scope(scope, "rnn"))
     steps = np.shape(run.leaves[0])[run.time_axis]
     tape = Tape(_checkpoint_every(swap_memory, steps))
-    with checks.thread_limit(parallel_iterations) as n_threads:
+    with threads.thread_limit(parallel_iterations) as n_threads:
         result = run(n_threads, tape)
 
     def backward(d_result):
         d_outputs, d_state = _cotangents(result, d_result, ("outputs", "state"))
-        with checks.thread_limit(parallel_iterations):
+        with threads.thread_limit(parallel_iterations):
             return Gradients(*run.backward(tape, d_outputs, d_state))
 
     return result, backward
@@ -88,12 +88,12 @@ def _bidirectional(cell_fw, cell_bw, inputs, sequence_length, initial_state_fw,
     steps = np.shape(both.forward.leaves[0])[both.time_axis]
     tapes = (Tape(_checkpoint_every(swap_memory, steps)),
              Tape(_checkpoint_every(swap_memory, steps)))
-    with checks.thread_limit(parallel_iterations) as n_threads:
+    with threads.thread_limit(parallel_iterations) as n_threads:
         result = both(n_threads, tapes)
 
     def backward(d_result):
         d_outputs, d_states = _cotangents(result, d_result, ("outputs", "output_states"))
-        with checks.thread_limit(parallel_iterations):
+        with threads.thread_limit(parallel_iterations):
             return Gradients(*both.backward(tapes, d_outputs, d_states))
 
     return result, backward

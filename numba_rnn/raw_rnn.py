@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from . import checks, nest
+from . import checks, nest, threads
 from .cells.base import size_shape
 
 
@@ -126,7 +126,7 @@ def raw_rnn(cell, loop_fn, parallel_iterations=None, swap_memory=False, scope=No
     zero_emit, emit_ta = _emit_structure(cell, emit_spec, batch, dtype)
 
     time = 0
-    with checks.thread_limit(parallel_iterations):
+    with threads.thread_limit(parallel_iterations):
         while not finished.all():
             if maximum_iterations is not None and time >= maximum_iterations:
                 raise RuntimeError(f"raw_rnn did not finish within maximum_iterations="

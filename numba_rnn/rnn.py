@@ -5,7 +5,7 @@ import contextlib
 import numba
 import numpy as np
 
-from . import checks, nest
+from . import checks, nest, threads
 from .engine import backward_cell, run_cell
 from .plan import Plan
 
@@ -47,7 +47,7 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
     """
     run = _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major,
                    checks.check_scope(scope, "rnn"))
-    with checks.thread_limit(parallel_iterations) as n_threads:
+    with threads.thread_limit(parallel_iterations) as n_threads:
         return run(n_threads)
 
 
@@ -70,7 +70,7 @@ def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
     bidirectional = _prepare_bidirectional(cell_fw, cell_bw, inputs, sequence_length,
                                            initial_state_fw, initial_state_bw, dtype,
                                            time_major, scope)
-    with checks.thread_limit(parallel_iterations) as n_threads:
+    with threads.thread_limit(parallel_iterations) as n_threads:
         return bidirectional(n_threads)
 
 
@@ -156,7 +156,7 @@ def _recurrent_flops(cell, lengths):
 def _one_thread_if(condition):
     """Run a one-chunk plan with one thread: a parallel region of one would still wake
     the others."""
-    return checks.thread_limit(1) if condition else contextlib.nullcontext()
+    return threads.thread_limit(1) if condition else contextlib.nullcontext()
 
 
 class _Run:

@@ -93,8 +93,8 @@ def _bidirectional(cell_fw, cell_bw, inputs, sequence_length, initial_state_fw,
 
     def backward(d_result):
         d_outputs, d_states = _cotangents(result, d_result, ("outputs", "output_states"))
-        with threads.thread_limit(parallel_iterations):
-            return Gradients(*both.backward(tapes, d_outputs, d_states))
+        with threads.thread_limit(parallel_iterations) as n_threads:
+            return Gradients(*both.backward(tapes, d_outputs, d_states, n_threads))
 
     return result, backward
 

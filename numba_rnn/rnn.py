@@ -235,15 +235,18 @@ class _Bidirectional:
             n_threads)
         return (output_fw, self.reverse(output_bw)), (state_fw, state_bw)
 
-    def backward(self, tapes, d_outputs, d_states):
-        dx_fw, d_state_fw, grads_fw = self.forward.backward(tapes[0], d_outputs[0], d_states[0])
-        dx_bw, d_state_bw, grads_bw = self.backward_run.backward(
-            tapes[1], self.reverse(d_outputs[1]), d_states[1])
+    def backward(self, tapes, d_outputs, d_states, n_threads):
+        d_output_bw = self.reverse(d_outputs[1])
+        (dx_fw, d_state_fw, grads_fw), (dx_bw, d_state_bw, grads_bw) = _run_both(
+            lambda n: self.forward.backward(tapes[0], d_outputs[0], d_states[0]),
+            lambda n: self.backward_run.backward(tapes[1], d_output_bw, d_states[1]),
+            n_threads)
         return dx_fw + self.reverse(dx_bw), (d_state_fw, d_state_bw), grads_fw + grads_bw
 
 
 def _run_both(forward, backward, n_threads):
-    """Run two prepared directions, concurrently when the threading layer allows it."""
+    """Run ``forward(n)`` and ``backward(n)`` (the two directions, n their threads),
+    concurrently when the threading layer allows it."""
     if n_threads < 2 or _threading_layer() not in ("omp", "tbb"):
         return forward(n_threads), backward(n_threads)
 

@@ -5,7 +5,7 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, jit, matmul_acc
+from .common import activate, activate_grad, active_rows, chunk_span, jit, matmul_acc
 
 
 @jit(parallel=True)
@@ -17,10 +17,8 @@ def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
     """
     hidden = h.shape[1]
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         z = np.empty((stop - start, hidden), dtype=xw.dtype)
-        steps = lengths[start] if stop > start else 0
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z[:n] = xw[t, start:start + n]
@@ -40,9 +38,7 @@ def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
     """
     hidden = dh.shape[1]
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
-        steps = lengths[start] if stop > start else 0
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         for t in range(steps - 1, -1, -1):
             n = active_rows(lengths, start, stop, t)
             for i in range(n):

@@ -117,6 +117,14 @@ def activate_grad(y, code):
 
 
 @numba.njit(inline="always")
+def chunk_span(chunk_starts, lengths, chunk):
+    """Rows [start, stop) of a chunk and the number of steps of its longest sequence."""
+    start = chunk_starts[chunk]
+    stop = chunk_starts[chunk + 1]
+    return start, stop, (lengths[start] if stop > start else 0)
+
+
+@numba.njit(inline="always")
 def active_rows(lengths, start, stop, t):
     """Number of rows of chunk [start, stop) still running at step ``t``."""
     n = stop - start

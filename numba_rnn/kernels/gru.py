@@ -12,7 +12,7 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, jit, like, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, chunk_span, jit, like, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -28,12 +28,10 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
     hidden = h.shape[1]
     save = save_gates.shape[0] > 0
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         z_ru = np.empty((stop - start, 2 * hidden), dtype=xw.dtype)
         z_c = np.empty((stop - start, hidden), dtype=xw.dtype)
         rh = np.empty((stop - start, hidden), dtype=xw.dtype)
-        steps = lengths[start] if stop > start else 0
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z_ru[:n] = xw[t, start:start + n, :2 * hidden]
@@ -82,11 +80,9 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
     hidden = h0.shape[1]
     one = like(h0, 1.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         d_rh = np.empty((stop - start, hidden), dtype=h0.dtype)
         dh_prev = np.empty((stop - start, hidden), dtype=h0.dtype)
-        steps = lengths[start] if stop > start else 0
         for t in range(steps - 1, -1, -1):
             n = active_rows(lengths, start, stop, t)
             for i in range(n):

@@ -16,7 +16,7 @@ every option.
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, jit, like, matmul_acc, sigmoid
+from .common import activate, activate_grad, active_rows, chunk_span, jit, like, matmul_acc, sigmoid
 
 
 @jit(parallel=True)
@@ -34,11 +34,9 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
     use_proj = w_proj.shape[0] > 0
     save = save_gates.shape[0] > 0
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         z = np.empty((stop - start, 4 * hidden), dtype=xw.dtype)
         m_full = np.empty((stop - start, hidden), dtype=xw.dtype)
-        steps = lengths[start] if stop > start else 0
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z[:n] = xw[t, start:start + n]
@@ -108,10 +106,8 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
     use_proj = w_proj_t.shape[0] > 0
     one, zero = like(cs, 1.0), like(cs, 0.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
-        start = chunk_starts[chunk]
-        stop = chunk_starts[chunk + 1]
+        start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         dm_full = np.empty((stop - start, hidden), dtype=cs.dtype)
-        steps = lengths[start] if stop > start else 0
         for t in range(steps - 1, -1, -1):
             n = active_rows(lengths, start, stop, t)
             for i in range(n):

@@ -1,10 +1,13 @@
 """raw_rnn: the RNN loop driven by a user's ``loop_fn``, and the TensorArray it emits into."""
 import numbers
 
+import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from . import checks, nest, threads
-from .cells.base import size_shape
+from .cells.base import KernelCell, size_shape
 
 
 class TensorArray:
@@ -99,8 +102,17 @@ def raw_rnn(cell, loop_fn, parallel_iterations=None, swap_memory=False, scope=No
 
     Returns ``(emit_ta, final_state, final_loop_state)``: a ``TensorArray`` (or a
     structure of them nested like the emit) whose ``stack()`` is ``[time, batch, ...]``.
-    A ``next_loop_state`` of None keeps the previous loop state. ``loop_fn`` is plain
+    A ``next_loop_state`` of None keeps the previous loop state. ``loop_fn`` may be plain
     Python; the cell step runs compiled.
+
+    Going further than TensorFlow: when ``loop_fn`` is a Numba ``@njit`` function, the
+    whole loop runs compiled, without returning to Python between steps. This applies
+    when the cell is a ``BasicRNNCell``, ``GRUCell`` or ``LSTMCell`` with
+    ``state_is_tuple=True`` (not a stack), ``next_input`` is a [batch, depth] array, the
+    emit is a single array (``cell_output`` or its own [batch, ...] array), and every
+    call after the first returns the same types (a ``loop_state`` of None must stay
+    None). Other cases run the Python loop. The compiled loop is compiled for each
+    ``loop_fn`` on first use (a few seconds) and not cached on disk.
 
     ``maximum_iterations`` is an addition to TensorFlow's signature: a loop that has not
     finished after that many steps raises a RuntimeError instead of running forever
@@ -124,6 +136,10 @@ def raw_rnn(cell, loop_fn, parallel_iterations=None, swap_memory=False, scope=No
     state = checks.check_state(cell, state, batch, dtype, "next_cell_state at time 0")
     finished = _check_finished(finished, batch, 0)
     zero_emit, emit_ta = _emit_structure(cell, emit_spec, batch, dtype)
+    step = _compiled_step(cell, loop_fn, zero_emit, next_input, dtype)
+    if step is not None:
+        return _run_compiled(loop_fn, step, state, next_input, finished, loop_state, zero_emit,
+                             emit_ta, maximum_iterations, scope, cell)
 
     time = 0
     with threads.thread_limit(parallel_iterations):
@@ -216,3 +232,102 @@ def _non_negative_int(value, what):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{what} must be None or an integer >= 0, got {value!r}")
     return int(value)
+
+
+# ------------------------------------------------------------------ the compiled loop
+def _compiled_step(cell, loop_fn, zero_emit, next_input, dtype):
+    """(step function, params) when the compiled loop can run this call, else None."""
+    if not isinstance(loop_fn, numba.core.dispatcher.Dispatcher):
+        return None
+    if not isinstance(cell, KernelCell) or not isinstance(zero_emit, np.ndarray):
+        return None
+    next_input = np.asarray(next_input)
+    if next_input.ndim != 2 or next_input.dtype != dtype:
+        return None
+    checks.check_cell_fits(cell, next_input[:, None], dtype)
+    return cell._step_function(dtype)
+
+
+def _run_compiled(loop_fn, step, state, next_input, finished, loop_state, zero_emit, emit_ta,
+                  maximum_iterations, scope, cell):
+    function, params = step
+    limit = -1 if maximum_iterations is None else maximum_iterations
+    cell._set_scope(scope)
+    # One thread: a step is too small to share, and waking threads every step costs more.
+    with threads.thread_limit(1):
+        try:
+            emits, state, loop_state, steps, done = _compiled_loop(
+                loop_fn, function, params, state, np.ascontiguousarray(next_input),
+                finished.copy(), loop_state, zero_emit, limit)
+        except (numba.core.errors.NumbaError, ImportError) as error:  # compiling failed
+            first_line = str(error).strip().splitlines()[0]
+            raise ValueError(f"loop_fn is a Numba function but the compiled loop cannot use "
+                             f"it (see raw_rnn's docstring for the forms that qualify): "
+                             f"{first_line}") from None
+    if not done:
+        raise RuntimeError(f"raw_rnn did not finish within maximum_iterations="
+                           f"{maximum_iterations} steps")
+    for t, emit in enumerate(emits):
+        emit_ta.write(t, emit)
+    return emit_ta, state, loop_state
+
+
+def _where_rows(finished, current, candidate):
+    """``current`` in the finished rows, ``candidate`` elsewhere (arrays or (c, h))."""
+
+
+@overload(_where_rows)
+def _where_rows_impl(finished, current, candidate):
+    if isinstance(current, types.Array):
+        def rows(finished, current, candidate):
+            if candidate.shape != current.shape:
+                raise ValueError("loop_fn returned an array whose shape differs from the "
+                                 "one fixed at time 0 (emit or next_cell_state)")
+            result = candidate.copy()
+            for i in range(finished.shape[0]):
+                if finished[i]:
+                    result[i] = current[i]
+            return result
+        return rows
+    if isinstance(current, types.NamedUniTuple) and current.count == 2:
+        state_class = current.instance_class
+
+        def pair(finished, current, candidate):
+            return state_class(_where_rows(finished, current[0], candidate[0]),
+                               _where_rows(finished, current[1], candidate[1]))
+        return pair
+    return None
+
+
+def _as_state(template, leaves):
+    """The step function's new state leaves in the structure of ``template``."""
+
+
+@overload(_as_state)
+def _as_state_impl(template, leaves):
+    if isinstance(template, types.NamedUniTuple):
+        state_class = template.instance_class
+        return lambda template, leaves: state_class(leaves[0], leaves[1])
+    return lambda template, leaves: leaves
+
+
+@numba.njit(nogil=True)
+def _compiled_loop(loop_fn, step, params, state, next_input, finished, loop_state, zero_emit,
+                   limit):
+    """raw_rnn's loop, compiled; returns (emits, state, loop_state, steps, finished?)."""
+    emits = numba.typed.List()
+    time = 0
+    while not finished.all():
+        if 0 <= limit <= time:
+            return emits, state, loop_state, time, False
+        output, leaves = step(params, next_input, state)
+        cell_state = _as_state(state, leaves)
+        finished_now, next_input, next_state, emit, loop_state = loop_fn(
+            time + 1, output, cell_state, loop_state)
+        if finished_now.shape != finished.shape:
+            raise ValueError("finished returned by loop_fn has the wrong shape")
+        state = _where_rows(finished, state, next_state)
+        emits.append(_where_rows(finished, zero_emit, emit))
+        finished = finished | finished_now
+        time += 1
+    return emits, state, loop_state, time, True

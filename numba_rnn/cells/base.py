@@ -218,7 +218,10 @@ class KernelCell(RNNCell):
       ``d_arrays`` into the gradient of the initial state ``arrays0`` and adds the
       recurrent weights' gradients to ``grads`` ({weight name: array});
     - ``_input_projection_grads(grads, d_w_x, d_b)``: add the input projection's
-      gradients to ``grads`` (default: rows of "kernel" and "bias").
+      gradients to ``grads`` (default: rows of "kernel" and "bias");
+    - ``_step_function(dtype)``: (a compiled one-step function ``step(params, x, state)
+      -> (output, state leaves)``, its params), for raw_rnn's compiled loop; None if
+      the cell's state form is not supported there.
     """
 
     def __init__(self, num_units, activation=None, name=None, dtype=None, seed=None):

@@ -1,7 +1,7 @@
 """BasicRNNCell: the plain (Elman) recurrent cell."""
 import numpy as np
 
-from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward
+from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
 from .base import KernelCell
 
@@ -40,6 +40,11 @@ class BasicRNNCell(KernelCell):
         (h,) = arrays  # the outputs are the states: nothing else to save
         w_h = self._weights["kernel"][self.input_depth:]
         basic_rnn_forward(xw, w_h, self._act, plan.lengths, plan.chunk_starts, h, out)
+
+    def _step_function(self, dtype):
+        w_x, bias = self._input_projection()
+        return basic_rnn_step, (np.ascontiguousarray(w_x), bias,
+                                self._weights["kernel"][self.input_depth:], self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (h0,), (dh,) = arrays0, d_arrays

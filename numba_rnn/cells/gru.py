@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels.common import empty_like_rows, previous_steps
-from ..kernels.gru import gru_backward, gru_forward
+from ..kernels.gru import gru_backward, gru_forward, gru_step
 from .base import KernelCell
 
 
@@ -66,6 +66,13 @@ class GRUCell(KernelCell):
         gru_forward(xw, w["gates/kernel"][d:], w["candidate/kernel"][d:], b_rec,
                     self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out,
                     gates, hc)
+
+    def _step_function(self, dtype):
+        d, w = self.input_depth, self._weights
+        w_x, bias = self._input_projection()
+        b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
+        return gru_step, (np.ascontiguousarray(w_x), bias, w["gates/kernel"][d:],
+                          w["candidate/kernel"][d:], b_rec, self.reset_after, self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, hc), (h0,), (dh,) = saved, arrays0, d_arrays

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
-from ..kernels.lstm import lstm_backward, lstm_forward
+from ..kernels.lstm import lstm_backward, lstm_forward, lstm_step
 from .base import KernelCell, LSTMStateTuple, positive_int
 
 
@@ -108,6 +108,16 @@ class LSTMCell(KernelCell):
         lstm_forward(xw, w["kernel"][self.input_depth:], self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
+
+    def _step_function(self, dtype):
+        if not self.state_is_tuple:
+            return None  # the compiled loop passes LSTMStateTuple states only
+        w_x, bias = self._input_projection()
+        w = self._weights
+        w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
+        return lstm_step, (np.ascontiguousarray(w_x), bias, w["kernel"][self.input_depth:],
+                           self._peepholes(dtype), w_proj, dtype.type(self._cell_clip),
+                           dtype.type(self._proj_clip), self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, cs), (c0, m0), (dc, dm) = saved, arrays0, d_arrays

@@ -5,7 +5,15 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, chunk_span, jit, matmul_acc
+from .common import (
+    activate,
+    activate_grad,
+    active_rows,
+    chunk_span,
+    jit,
+    matmul_acc,
+    one_step_plan,
+)
 
 
 @jit(parallel=True)
@@ -47,3 +55,17 @@ def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
                     dz[t, r, k] = (dh[r, k] + d_out[t, r, k]) * activate_grad(out[t, r, k], act)
             dh[start:start + n] = 0.0
             matmul_acc(dz[t], start, n, w_h_t, dh[start:start + n])
+
+
+@jit()
+def basic_rnn_step(params, x, h):
+    """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
+    (output, new h), the output being the new h."""
+    w_x, bias, w_h, act = params
+    xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
+    xw[0, :] = bias
+    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    h = h.copy()
+    out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
+    basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out)
+    return out[0], h

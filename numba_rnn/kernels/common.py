@@ -166,6 +166,15 @@ def matmul_acc(a, row0, n, w, z):
         i += 1
 
 
+@numba.njit(inline="always")
+def one_step_plan(x, width):
+    """For one step of a whole batch: x W_x + b's array [1, B, width] and a one-chunk plan
+    (every length 1), so the sequence kernels run a single step."""
+    batch = x.shape[0]
+    return (np.empty((1, batch, width), dtype=x.dtype), np.ones(batch, dtype=np.int64),
+            np.array([0, batch], dtype=np.int64))
+
+
 def activate_numpy(x, code):
     """``activate`` on whole arrays, outside the kernels."""
     if code == 0:

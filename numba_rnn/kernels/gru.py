@@ -12,7 +12,17 @@ Arrays are in the plan layout (see ``kernels.common``).
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, chunk_span, jit, like, matmul_acc, sigmoid
+from .common import (
+    activate,
+    activate_grad,
+    active_rows,
+    chunk_span,
+    jit,
+    like,
+    matmul_acc,
+    one_step_plan,
+    sigmoid,
+)
 
 
 @jit(parallel=True)
@@ -116,3 +126,19 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                         dh_prev[i, k] += d_rh[i, k] * g_r
             matmul_acc(dz[t, :, :2 * hidden], start, n, w_ru_t, dh_prev)
             dh[start:start + n] = dh_prev[:n]
+
+
+@jit()
+def gru_step(params, x, h):
+    """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
+    (output, new h), the output being the new h."""
+    w_x, bias, w_ru, w_c, b_c_rec, reset_after, act = params
+    xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
+    xw[0, :] = bias
+    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    h = h.copy()
+    out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
+    none = np.empty((0, x.shape[0], 0), dtype=x.dtype)
+    gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts, h, out, none,
+                none)
+    return out[0], h

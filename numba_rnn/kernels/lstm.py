@@ -16,7 +16,17 @@ every option.
 import numpy as np
 from numba import prange
 
-from .common import activate, activate_grad, active_rows, chunk_span, jit, like, matmul_acc, sigmoid
+from .common import (
+    activate,
+    activate_grad,
+    active_rows,
+    chunk_span,
+    jit,
+    like,
+    matmul_acc,
+    one_step_plan,
+    sigmoid,
+)
 
 
 @jit(parallel=True)
@@ -152,3 +162,19 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
                     dz[t, r, 3 * hidden + k] = dz_o
             dm[start:start + n] = 0.0
             matmul_acc(dz[t], start, n, w_h_t, dm[start:start + n])
+
+
+@jit()
+def lstm_step(params, x, state):
+    """One step for a whole batch, callable from compiled code (raw_rnn's compiled loop):
+    x [B, D], state (c, m) -> (output [B, P], (new c, new m))."""
+    w_x, bias, w_h, w_peep, w_proj, cell_clip, proj_clip, act = params
+    xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
+    xw[0, :] = bias
+    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    c, m = state[0].copy(), state[1].copy()
+    out = np.zeros((1, x.shape[0], m.shape[1]), dtype=x.dtype)
+    none = np.empty((0, x.shape[0], 0), dtype=x.dtype)
+    lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act, lengths, chunk_starts,
+                 c, m, out, none, none)
+    return out[0], (c, m)

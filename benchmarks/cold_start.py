@@ -25,11 +25,20 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-_PRELUDE = f"""
+_PRELUDE = """
 import json, sys, time
-sys.path.insert(0, {HERE!r})
+"""
+
+# The workload table without importing numba_rnn (and so Numba) in the torch child:
+# numba_rnn/bench/workloads.py needs only NumPy, so it is loaded from its file.
+_LOAD_WORKLOADS = """
+import importlib.util, os
+_root = importlib.util.find_spec("numba_rnn").submodule_search_locations[0]
+_spec = importlib.util.spec_from_file_location(
+    "bench_workloads", os.path.join(_root, "bench", "workloads.py"))
+_workloads = sys.modules["bench_workloads"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_workloads)
+WORKLOADS, make_data = _workloads.WORKLOADS, _workloads.make_data
 """
 
 NUMBA_RNN_IMPORT = _PRELUDE + """
@@ -40,7 +49,7 @@ print(json.dumps({"imported": time.time(), "done": time.time()}))
 NUMBA_RNN_W1 = _PRELUDE + """
 import numpy as np
 import numba_rnn as nr
-from workloads import WORKLOADS, make_data
+from numba_rnn.bench.workloads import WORKLOADS, make_data
 imported = time.time()
 w = WORKLOADS["W1"]
 data = make_data(w)
@@ -58,7 +67,7 @@ print(json.dumps({"imported": time.time(), "done": time.time()}))
 
 TORCH_W1 = _PRELUDE + """
 import torch
-from workloads import WORKLOADS, make_data
+""" + _LOAD_WORKLOADS + """
 imported = time.time()
 torch.set_num_threads(2)
 w = WORKLOADS["W1"]

@@ -18,9 +18,9 @@ import time
 import numba
 import numpy as np
 from numba import prange
-from workloads import FORWARD, WORKLOADS, make_data
 
 import numba_rnn as nr
+from numba_rnn.bench.workloads import FORWARD, WORKLOADS, make_data
 from numba_rnn.engine import _project
 from numba_rnn.kernels.common import FASTMATH, active_rows, matmul_acc
 from numba_rnn.plan import Plan

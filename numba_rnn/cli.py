@@ -1,5 +1,6 @@
-"""The ``numba-rnn`` command: ``demo`` and ``warmup``."""
+"""The ``numba-rnn`` command: ``demo``, ``warmup`` and ``bench``."""
 import argparse
+import os
 import sys
 import time
 
@@ -28,6 +29,86 @@ def _positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def _workload_list(text):
+    from .bench.workloads import parse_names
+
+    try:
+        return parse_names(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _engine_list(text):
+    from .bench.peers import ENGINES
+
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in ENGINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown engine {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {', '.join(ENGINES)}")
+    return ["numba_rnn"] + [e for e in ENGINES[1:] if e in names]  # checked against it
+
+
+def _thread_count(text):
+    import numba
+
+    value = _positive_int(text)
+    if value > numba.config.NUMBA_NUM_THREADS:
+        raise argparse.ArgumentTypeError(
+            f"at most {numba.config.NUMBA_NUM_THREADS} threads here (NUMBA_NUM_THREADS), "
+            f"got {value}")
+    return value
+
+
+def _scale(text):
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
+def _output_file(text):
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"no such directory: {folder}")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    return text
+
+
+def _plot_file(text):
+    from .bench.runner import matplotlib_missing
+
+    message = matplotlib_missing()
+    if message:
+        raise argparse.ArgumentTypeError(message)
+    return _output_file(text)
+
+
+def bench(args):
+    """Time the anchor workloads on numba_rnn and every installed peer, side by side."""
+    import numba
+
+    from .bench import runner
+    from .bench.workloads import WORKLOADS
+
+    quick = args.quick
+    report = runner.run(
+        args.work or list(WORKLOADS), engines=args.engines,
+        threads=args.threads or numba.config.NUMBA_NUM_THREADS, dtype=args.dtype,
+        rounds=args.rounds or (3 if quick else 20),
+        max_seconds=args.max_seconds or (5.0 if quick else 45.0), warmup=1 if quick else 3,
+        scale=args.scale, progress=runner.Progress(), argv=["numba-rnn", *args.argv])
+    print(runner.format_table(report), flush=True)
+    if args.json:
+        runner.write_json(report, args.json)
+        print(f"results written to {args.json}")
+    if args.plot:
+        runner.plot(report, args.plot)
+        print(f"chart written to {args.plot}")
+    return 1 if runner.failed(report) else 0
 
 
 def demo(args):
@@ -73,7 +154,43 @@ def main(argv=None):
     p = commands.add_parser("warmup", help="compile all kernels ahead into the on-disk cache")
     p.set_defaults(run=warmup)
 
+    p = commands.add_parser(
+        "bench", help="time the anchor workloads W1-W7 on numba_rnn and the installed peers "
+                      "(PyTorch, ONNX Runtime, TensorFlow, JAX), side by side",
+        description="Time the anchor workloads W1-W7 (design notes, section 4) on numba_rnn "
+                    "and, in the same process and run, on every installed peer (PyTorch, "
+                    "ONNX Runtime, TensorFlow tf.compat.v1, JAX: pip install "
+                    "'numba-rnn[peers]') with the same weights and thread count. Each peer "
+                    "is checked against numba_rnn first; calls are interleaved round by "
+                    "round. Exit status 1 if a peer failed its check.")
+    p.add_argument("--work", type=_workload_list, default=None, metavar="W1,W3",
+                   help="workloads, comma-separated (default: all, W1-W7)")
+    p.add_argument("--threads", type=_thread_count, default=None, metavar="N",
+                   help="threads for every engine (default: Numba's count, "
+                        "NUMBA_NUM_THREADS)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="peers that cannot run float64 are skipped with a note")
+    p.add_argument("--quick", action="store_true",
+                   help="3 rounds and 1 warm-up call per engine: a smoke test, not a "
+                        "measurement")
+    p.add_argument("--rounds", type=_positive_int, default=None,
+                   help="interleaved timing rounds per workload (default 20; 3 with --quick)")
+    p.add_argument("--max-seconds", type=_positive_float, default=None, metavar="S",
+                   help="stop a workload's rounds after S seconds, once 3 are done "
+                        "(default 45; 5 with --quick)")
+    p.add_argument("--engines", type=_engine_list, default=None,
+                   metavar="torch,jax",
+                   help="engines to compare with numba_rnn (default: every one installed)")
+    p.add_argument("--json", type=_output_file, metavar="FILE",
+                   help="also write the results, with every call's time, to FILE")
+    p.add_argument("--plot", type=_plot_file, metavar="FILE",
+                   help="draw a bar chart of GFLOP/s to FILE (.png, .svg, .pdf; needs "
+                        "matplotlib)")
+    p.add_argument("--scale", type=_scale, default=1.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=bench)
+
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:

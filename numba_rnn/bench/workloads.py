@@ -3,16 +3,26 @@
 Each workload is a small record; ``make_data(workload)`` gives the same inputs, lengths
 and TensorFlow-layout weights on every call and every machine, so every engine runs the
 same computation. Only numpy is needed here.
+
+>>> w = WORKLOADS["W3"]
+>>> str(w)
+'W3: LSTM B=32 T=100 D=123 H=320, train'
+>>> data = make_data(w.scaled(0.1))
+>>> data.inputs.shape, data.inputs.dtype, [a.shape for a in data.weights]
+((3, 10, 12), dtype('float32'), [(44, 128), (128,)])
 """
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+CELL_NAMES = {"lstm": "LSTM", "gru": "GRU", "bilstm": "bi-LSTM"}
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
-    cell: str        # "lstm", "gru" or "bilstm"
+    cell: str        # "lstm", "gru" (reset_after form) or "bilstm"
     batch: int       # B
     steps: int       # T
     depth: int       # D, input features
@@ -43,10 +53,18 @@ class Workload:
         forward = self.forward_flops(lengths)
         return forward if self.mode == "forward" else 3 * forward
 
+    def scaled(self, factor):
+        """The same workload with B, T, D and H multiplied by ``factor`` (at least 1,
+        T at least 2): for smoke tests. The name, and so the data's seed, stay."""
+        def size(n, low=1):
+            return max(low, int(round(n * factor)))
+        return dataclasses.replace(self, batch=size(self.batch), steps=size(self.steps, 2),
+                                   depth=size(self.depth), units=size(self.units))
+
     def __str__(self):
-        return (f"{self.name}: {self.cell} B={self.batch} T={self.steps} D={self.depth} "
-                f"H={self.units} {self.mode}" +
-                ("" if self.lengths == "full" else f", lengths {self.lengths}"))
+        return (f"{self.name}: {CELL_NAMES[self.cell]} B={self.batch} T={self.steps} "
+                f"D={self.depth} H={self.units}, {self.mode}" +
+                ("" if self.lengths == "full" else ", lengths T/2..T"))
 
 
 WORKLOADS = {w.name: w for w in [
@@ -60,13 +78,19 @@ WORKLOADS = {w.name: w for w in [
 ]}
 
 FORWARD = [name for name, w in WORKLOADS.items() if w.mode == "forward"]
+TRAIN = [name for name, w in WORKLOADS.items() if w.mode == "train"]
 
 
 @dataclass
 class Data:
-    inputs: np.ndarray        # [B, T, D] float32, batch-major
+    inputs: np.ndarray        # [B, T, D], batch-major
     lengths: np.ndarray       # [B] int64
-    weights: list             # TensorFlow layout, get_weights() order (per direction)
+    weights: list             # TensorFlow layout, get_weights() order; bidirectional:
+                              # [forward cell's list, backward cell's list]
+
+    @property
+    def dtype(self):
+        return self.inputs.dtype
 
 
 def make_lengths(workload, rng):
@@ -79,10 +103,11 @@ def make_lengths(workload, rng):
 
 
 def _tf_cell_weights(workload, rng):
-    """[kernel [D + H, G*H], bias [G*H]] (LSTM, gate order i, j, f, o), or for a GRU
-    [gates/kernel [D + H, 2H], gates/bias [2H], candidate/kernel [D + H, H],
-    candidate/bias [H]]: Glorot-uniform kernels, small non-zero biases (so a bias placed
-    in the wrong gate shows up in the output check)."""
+    """[kernel [D + H, G*H], bias [G*H]] (LSTM, gate order i, j, f, o), or for the GRU
+    (reset_after form, numba_rnn ``GRUCell(reset_after=True)``) [gates/kernel [D + H, 2H],
+    gates/bias [2H], candidate/kernel [D + H, H], candidate/bias [H],
+    candidate/recurrent_bias [H]]: Glorot-uniform kernels, small non-zero biases (so a
+    bias placed in the wrong gate shows up in the output check)."""
     d, h = workload.depth, workload.units
 
     def kernel(cols):
@@ -93,20 +118,37 @@ def _tf_cell_weights(workload, rng):
         return rng.uniform(-0.1, 0.1, size=n).astype(np.float32)
 
     if workload.cell == "gru":
-        return [kernel(2 * h), bias(2 * h), kernel(h), bias(h)]
+        return [kernel(2 * h), bias(2 * h), kernel(h), bias(h), bias(h)]
     return [kernel(4 * h), bias(4 * h)]
 
 
-def make_data(workload, seed=0):
-    """Deterministic inputs (standard normal, float32, [B, T, D]), lengths and weights.
+def make_data(workload, seed=0, dtype=np.float32):
+    """Deterministic inputs (standard normal, [B, T, D]), lengths and weights, drawn in
+    float32 and then cast to ``dtype`` (so float64 runs use the same values).
 
     For a bidirectional workload ``weights`` is [forward cell's, backward cell's]."""
+    dtype = np.dtype(dtype)
     rng = np.random.default_rng([seed, int(workload.name.lstrip("W") or 0)])
     inputs = rng.standard_normal((workload.batch, workload.steps, workload.depth),
-                                 dtype=np.float32)
+                                 dtype=np.float32).astype(dtype)
     lengths = make_lengths(workload, rng)
     if workload.directions == 2:
-        weights = [_tf_cell_weights(workload, rng), _tf_cell_weights(workload, rng)]
+        weights = [[w.astype(dtype) for w in _tf_cell_weights(workload, rng)]
+                   for _ in range(2)]
     else:
-        weights = _tf_cell_weights(workload, rng)
+        weights = [w.astype(dtype) for w in _tf_cell_weights(workload, rng)]
     return Data(inputs, lengths, weights)
+
+
+def parse_names(text):
+    """``"W1,w3"`` -> ["W1", "W3"] in the table's order; ValueError naming the unknown.
+
+    >>> parse_names("w3, W1,W3")
+    ['W1', 'W3']
+    """
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise ValueError(f"unknown workload {', '.join(unknown) or repr(text)}; "
+                         f"choose from {', '.join(WORKLOADS)}")
+    return [n for n in WORKLOADS if n in names]

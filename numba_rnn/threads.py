@@ -43,6 +43,14 @@ def _find_openblas():
 _OPENBLAS = _find_openblas()
 
 
+def set_blas_threads(n):
+    """Set NumPy's OpenBLAS thread count until changed again; False if it was not found."""
+    if _OPENBLAS is None:
+        return False
+    _OPENBLAS[0](int(n))
+    return True
+
+
 @contextlib.contextmanager
 def single_threaded():
     """Run the body with NumPy's OpenBLAS on one thread (if it is found)."""

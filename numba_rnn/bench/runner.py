@@ -19,7 +19,6 @@ product at the same thread count (the best of a few calls).
 Only numpy and numba are imported at module level; peers, and matplotlib for
 ``plot``, are imported when used.
 """
-import ctypes
 import datetime
 import json
 import os
@@ -32,6 +31,7 @@ import time
 import numba
 import numpy as np
 
+from .. import threads
 from . import peers
 from .peers import ENGINES, LABELS, PeerUnavailable
 from .workloads import CELL_NAMES, WORKLOADS, make_data
@@ -58,36 +58,11 @@ NOTES = {
 
 
 # ------------------------------------------------------------------------------- machine
-def _openblas_libraries():
-    """Paths of the OpenBLAS libraries loaded in this process (Linux: /proc/self/maps)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/" in line}
-    except OSError:
-        return []
-    return sorted(p for p in paths if "openblas" in os.path.basename(p).lower())
-
-
 def set_blas_threads(n):
-    """Set the thread count of NumPy's BLAS (OpenBLAS through ctypes, else threadpoolctl
-    when installed). Returns a description of what was set, or None if nothing could be."""
-    done = []
-    for path in _openblas_libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            setter = getattr(lib, symbol, None)
-            if setter is not None:
-                setter.argtypes = [ctypes.c_int]
-                setter.restype = None
-                setter(int(n))
-                done.append(os.path.basename(path))
-                break
-    if done:
-        return ", ".join(done)
+    """Set the thread count of NumPy's BLAS (its bundled OpenBLAS, else threadpoolctl when
+    installed). Returns a description of what was set, or None if nothing could be."""
+    if threads.set_blas_threads(n):
+        return "NumPy's OpenBLAS"
     try:
         import threadpoolctl
     except ImportError:
@@ -177,7 +152,9 @@ class Progress:
         if not self.enabled or (transient and self.columns is None):
             return
         if self.columns is not None:
-            self.stream.write("\r\x1b[K" + text[:self.columns - 1])
+            # one character short of the width, so the line never wraps (0: unknown width)
+            self.stream.write("\r\x1b[K" + (text[:self.columns - 1] if self.columns > 1
+                                              else text))
             self._shown = True
         else:
             self.stream.write(text + "\n")

@@ -115,6 +115,9 @@ def mean_squared_error(predictions, targets, lengths=None):
     predictions and targets [B, T, ...] of the same shape, lengths [B] or None.
     """
     predictions, targets = np.asarray(predictions), np.asarray(targets)
+    if predictions.ndim < 2:
+        raise ValueError(f"predictions must have shape [batch, time, ...], got "
+                         f"{predictions.shape}")
     if predictions.shape != targets.shape:
         raise ValueError(f"predictions and targets must have the same shape, got "
                          f"{predictions.shape} and {targets.shape}")
@@ -136,11 +139,19 @@ def clip_by_global_norm(grads, max_norm):
     return [g * g.dtype.type(scale) for g in grads], norm
 
 
+def _real(value):
+    """``value`` as a float for range checks; NaN (fails every check) if it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 class SGD:
     """Stochastic gradient descent with optional momentum; updates arrays in place."""
 
     def __init__(self, learning_rate=0.01, momentum=0.0):
-        if not learning_rate > 0 or not 0 <= momentum < 1:
+        if not _real(learning_rate) > 0 or not 0 <= _real(momentum) < 1:
             raise ValueError(f"need learning_rate > 0 and 0 <= momentum < 1, got "
                              f"{learning_rate!r} and {momentum!r}")
         self.learning_rate, self.momentum = learning_rate, momentum
@@ -159,10 +170,10 @@ class Adam:
     """Adam (Kingma and Ba) with bias correction; updates arrays in place."""
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
-        if not learning_rate > 0 or not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        if not _real(learning_rate) > 0 or not (0 <= _real(beta1) < 1 and 0 <= _real(beta2) < 1):
             raise ValueError(f"need learning_rate > 0 and betas in [0, 1), got "
                              f"{learning_rate!r}, {beta1!r}, {beta2!r}")
-        if not epsilon >= 0:
+        if not _real(epsilon) >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
         self.learning_rate, self.beta1, self.beta2, self.epsilon = (learning_rate, beta1,
                                                                     beta2, epsilon)

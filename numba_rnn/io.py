@@ -105,11 +105,6 @@ def save(path, cell):
         raise
 
 
-def cell_config(cell):
-    """The JSON-ready description of ``cell`` that ``save`` writes (without weights)."""
-    return _describe(cell, "cell", None)
-
-
 def _describe(cell, where, weights):
     """Config of ``cell``; appends (name, weight) pairs to ``weights`` unless it is None."""
     if isinstance(cell, tuple) and not hasattr(cell, "_fields"):

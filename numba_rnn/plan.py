@@ -33,7 +33,6 @@ class Plan:
             sizes = np.array([len(d) for d in dealt])
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.lengths = lengths if self.perm is None else lengths[self.perm]
-        self.batch_size = batch
         self.n_chunks = len(sizes)
 
     def segment(self, t0, t1):

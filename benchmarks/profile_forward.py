@@ -22,8 +22,10 @@ from numba import prange
 import numba_rnn as nr
 from numba_rnn.bench.workloads import FORWARD, WORKLOADS, make_data
 from numba_rnn.engine import _project
-from numba_rnn.kernels.common import FASTMATH, active_rows, matmul_acc
+from numba_rnn.kernels.common import FASTMATH, active_rows
+from numba_rnn.kernels.products import matmul_acc
 from numba_rnn.plan import Plan
+from numba_rnn.threads import thread_limit
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -101,7 +103,8 @@ def main():
     args = parser.parse_args()
     for name in args.workloads:
         for threads in args.threads:
-            profile(WORKLOADS[name], args.repeat, threads)
+            with thread_limit(threads):  # as in a call: BLAS on one thread
+                profile(WORKLOADS[name], args.repeat, threads)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Input: time-major leaves ``[T, B, ...]`` whose batch rows are in plan order (see
 ``numba_rnn.plan``) and a state in the same row order. Output: time-major outputs and the
 final state, still in plan order; the API layer puts them back in the caller's layout.
 
-- Built-in cells (``KernelCell``): the input projection of all steps is one GEMM in NumPy
-  (outside any parallel region, so BLAS threads never compete with the kernel's), then
+- Built-in cells (``KernelCell``): the input projection of all steps is one large
+  product (``kernels.products.affine``: BLAS calls split across Numba's threads), then
   the cell's compiled kernel runs the whole time loop.
 - ``MultiRNNCell``: one layer over the whole sequence, then the next.
 - Any other ``RNNCell``: its Python ``__call__`` once per step, with finished sequences
@@ -16,6 +16,7 @@ import numpy as np
 from . import nest
 from .cells.base import KernelCell, size_shape
 from .cells.multi import MultiRNNCell
+from .kernels.products import add_matmul, add_matmul_t, affine
 
 
 class Tape:
@@ -76,9 +77,7 @@ def _project(cell, x):
     """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
     w_x, bias = cell._input_projection()
     steps, batch, depth = x.shape
-    xw = (x.reshape(steps * batch, depth) @ w_x).reshape(steps, batch, w_x.shape[1])
-    xw += bias
-    return xw
+    return affine(x.reshape(steps * batch, depth), w_x, bias).reshape(steps, batch, len(bias))
 
 
 def _copies(arrays):
@@ -108,6 +107,7 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
     cell, x, out, segments = record
     steps, batch, depth = x.shape
     w_x, _ = cell._input_projection()
+    w_x_t = np.ascontiguousarray(w_x.T)
     grads = {name: np.zeros_like(w) for name, w in cell._weights.items()}
     d_w_x = np.zeros_like(w_x)
     d_b = np.zeros(w_x.shape[1], dtype=x.dtype)
@@ -122,8 +122,8 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
         dz = cell._recur_backward(part, saved, out[t0:t1], arrays0, d_out[t0:t1], d_arrays,
                                   grads)
         dz = dz.reshape((t1 - t0) * batch, w_x.shape[1])
-        dx[t0:t1] = (dz @ w_x.T).reshape(t1 - t0, batch, depth)
-        d_w_x += x[t0:t1].reshape(-1, depth).T @ dz
+        add_matmul(dz, w_x_t, dx[t0:t1].reshape(-1, depth))
+        add_matmul_t(x[t0:t1].reshape(-1, depth), dz, d_w_x)
         d_b += dz.sum(axis=0)
     cell._input_projection_grads(grads, d_w_x, d_b)
     d_state0 = nest.pack_sequence_as(cell.state_size, cell._state_leaves(d_arrays))

@@ -11,12 +11,11 @@ nothing.
 """
 import contextlib
 import ctypes
-import glob
 import numbers
-import os
 
 import numba
-import numpy as np
+
+from .kernels.blas import LIBRARY
 
 # (set, get) symbol pairs of the OpenBLAS builds NumPy wheels have shipped.
 _SYMBOLS = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
@@ -25,18 +24,14 @@ _SYMBOLS = [("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_thread
 
 
 def _find_openblas():
-    base = os.path.dirname(os.path.dirname(np.__file__))
-    for path in sorted(glob.glob(os.path.join(base, "numpy.libs", "*openblas*"))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _SYMBOLS:
-            if hasattr(lib, set_name) and hasattr(lib, get_name):
-                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                getter.argtypes, getter.restype = [], ctypes.c_int
-                return setter, getter
+    if LIBRARY is None:
+        return None
+    for set_name, get_name in _SYMBOLS:
+        if hasattr(LIBRARY, set_name) and hasattr(LIBRARY, get_name):
+            setter, getter = getattr(LIBRARY, set_name), getattr(LIBRARY, get_name)
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            return setter, getter
     return None
 
 

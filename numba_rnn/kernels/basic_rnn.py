@@ -11,9 +11,9 @@ from .common import (
     active_rows,
     chunk_span,
     jit,
-    matmul_acc,
     one_step_plan,
 )
+from .products import matmul_acc
 
 
 @jit(parallel=True)

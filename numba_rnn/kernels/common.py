@@ -133,39 +133,6 @@ def active_rows(lengths, start, stop, t):
     return n
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
-def matmul_acc(a, row0, n, w, z):
-    """z[i, :] += a[row0 + i, :] @ w for i < n.
-
-    Four rows share each load of a row of ``w``, so ``w`` streams through the cache
-    n / 4 times per call instead of n times; the inner loop runs over contiguous
-    columns and vectorises.
-    """
-    k_dim, g_dim = w.shape
-    i = 0
-    while i + 4 <= n:
-        r = row0 + i
-        for k in range(k_dim):
-            a0 = a[r, k]
-            a1 = a[r + 1, k]
-            a2 = a[r + 2, k]
-            a3 = a[r + 3, k]
-            for j in range(g_dim):
-                wkj = w[k, j]
-                z[i, j] += a0 * wkj
-                z[i + 1, j] += a1 * wkj
-                z[i + 2, j] += a2 * wkj
-                z[i + 3, j] += a3 * wkj
-        i += 4
-    while i < n:
-        r = row0 + i
-        for k in range(k_dim):
-            a0 = a[r, k]
-            for j in range(g_dim):
-                z[i, j] += a0 * w[k, j]
-        i += 1
-
-
 @numba.njit(inline="always")
 def one_step_plan(x, width):
     """For one step of a whole batch: x W_x + b's array [1, B, width] and a one-chunk plan

@@ -19,10 +19,10 @@ from .common import (
     chunk_span,
     jit,
     like,
-    matmul_acc,
     one_step_plan,
     sigmoid,
 )
+from .products import matmul_acc
 
 
 @jit(parallel=True)

@@ -1,0 +1,230 @@
+"""Matrix products of the kernels and of the engine.
+
+``matmul_acc`` and ``matmul_t_acc`` are the products inside the kernels (one chunk's rows
+at a time); ``project``, ``matmul_rows`` and ``matmul_t`` are the large products of a
+whole sequence (input projections, input and weight gradients), split by rows across
+Numba's threads. Both call NumPy's OpenBLAS single-threaded (``kernels.blas``): BLAS's
+own threads would spin after each product and take a core from the recurrence that
+follows. Without a usable BLAS, ``matmul_acc`` falls back to loops and the engine does
+the large products with NumPy instead (``blas.FOUND``).
+
+The Python bodies run only with NUMBA_DISABLE_JIT.
+"""
+import numba
+import numpy as np
+from numba import prange
+from numba.core import types
+from numba.extending import overload
+
+from . import blas
+from .common import FASTMATH, jit
+
+# Below this many rows, one matrix-vector product per row beats a matrix product: GEMM
+# packs W into its own layout on every call, which small products do not pay back.
+GEMV_ROWS = 8
+
+
+def matmul_acc(a, row0, n, w, z):
+    """z[i, :] += a[row0 + i, :] @ w for i < n (a, w, z 2-D of one float dtype)."""
+    z[:n] += a[row0:row0 + n] @ w
+
+
+def matmul_t_acc(a, col0, n, w, z):
+    """z[i, :] += a[:, col0 + i] @ w for i < n: a slice of a^T @ w."""
+    z[:n] += a[:, col0:col0 + n].T @ w
+
+
+def _blas_routines(*arrays):
+    """(gemm, gemv, one) for the arrays' common dtype, or None when kernels must use their
+    own loops."""
+    dtype = arrays[0].dtype
+    if (not blas.FOUND or dtype not in (types.float32, types.float64)
+            or any(a.dtype != dtype for a in arrays)):
+        return None
+    if dtype == types.float32:
+        return blas.sgemm, blas.sgemv, np.float32(1.0)
+    return blas.dgemm, blas.dgemv, np.float64(1.0)
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = (np.int32(v) for v in (blas.ROW_MAJOR, blas.NO_TRANS,
+                                                       blas.TRANS))
+
+
+@numba.njit(inline="always")
+def _blas_layout(a, w, z, a_cols, g_dim):
+    """Leading dimensions (lda, ldw, ldz), or lda = -1 if a layout BLAS cannot take."""
+    item = a.itemsize
+    lda, ldw, ldz = a.strides[0] // item, w.strides[0] // item, z.strides[0] // item
+    if (a.strides[1] != item or w.strides[1] != item or z.strides[1] != item
+            or lda < a_cols or ldw < g_dim or ldz < g_dim):
+        return -1, ldw, ldz
+    return lda, ldw, ldz
+
+
+@overload(matmul_acc, jit_options={"fastmath": FASTMATH})
+def _matmul_acc(a, row0, n, w, z):
+    routines = _blas_routines(a, w, z)
+    if routines is None:
+        return lambda a, row0, n, w, z: matmul_loops(a, row0, n, w, z)
+    gemm, gemv, one = routines
+
+    def impl(a, row0, n, w, z):
+        k_dim, g_dim = w.shape
+        if n <= 0 or k_dim == 0 or g_dim == 0:
+            return
+        lda, ldw, ldz = _blas_layout(a, w, z, k_dim, g_dim)
+        if lda < 0:
+            matmul_loops(a, row0, n, w, z)  # rare layouts, never on a hot path
+            return
+        a_ptr = np.int64(a.ctypes.data) + row0 * a.strides[0]
+        w_ptr, z_ptr = np.int64(w.ctypes.data), np.int64(z.ctypes.data)
+        if n < GEMV_ROWS:
+            for i in range(n):  # z_i += W^T a_i, W [K, G] row-major read as its transpose
+                gemv(_ROW_MAJOR, _TRANS, np.int64(k_dim), np.int64(g_dim), one, w_ptr,
+                     np.int64(ldw), a_ptr + i * a.strides[0], np.int64(1), one,
+                     z_ptr + i * z.strides[0], np.int64(1))
+        else:
+            gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, np.int64(n), np.int64(g_dim),
+                 np.int64(k_dim), one, a_ptr, np.int64(lda), w_ptr, np.int64(ldw), one,
+                 z_ptr, np.int64(ldz))
+    return impl
+
+
+@overload(matmul_t_acc, jit_options={"fastmath": FASTMATH})
+def _matmul_t_acc(a, col0, n, w, z):
+    routines = _blas_routines(a, w, z)
+    if routines is None:
+        return lambda a, col0, n, w, z: matmul_t_loops(a, col0, n, w, z)
+    gemm, _, one = routines
+
+    def impl(a, col0, n, w, z):
+        k_dim, g_dim = w.shape
+        if n <= 0 or k_dim == 0 or g_dim == 0:
+            return
+        lda, ldw, ldz = _blas_layout(a, w, z, col0 + n, g_dim)
+        if lda < 0:
+            matmul_t_loops(a, col0, n, w, z)
+            return
+        gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, np.int64(n), np.int64(g_dim), np.int64(k_dim),
+             one, np.int64(a.ctypes.data) + col0 * a.itemsize, np.int64(lda),
+             np.int64(w.ctypes.data), np.int64(ldw), one, np.int64(z.ctypes.data),
+             np.int64(ldz))
+    return impl
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def matmul_loops(a, row0, n, w, z):
+    """``matmul_acc`` in plain loops.
+
+    Four rows share each load of a row of ``w``, so ``w`` streams through the cache
+    n / 4 times per call instead of n times; the inner loop runs over contiguous
+    columns and vectorises.
+    """
+    k_dim, g_dim = w.shape
+    i = 0
+    while i + 4 <= n:
+        r = row0 + i
+        for k in range(k_dim):
+            a0 = a[r, k]
+            a1 = a[r + 1, k]
+            a2 = a[r + 2, k]
+            a3 = a[r + 3, k]
+            for j in range(g_dim):
+                wkj = w[k, j]
+                z[i, j] += a0 * wkj
+                z[i + 1, j] += a1 * wkj
+                z[i + 2, j] += a2 * wkj
+                z[i + 3, j] += a3 * wkj
+        i += 4
+    while i < n:
+        r = row0 + i
+        for k in range(k_dim):
+            a0 = a[r, k]
+            for j in range(g_dim):
+                z[i, j] += a0 * w[k, j]
+        i += 1
+
+
+@numba.njit(inline="always", fastmath=FASTMATH)
+def matmul_t_loops(a, col0, n, w, z):
+    """``matmul_t_acc`` in plain loops."""
+    for k in range(w.shape[0]):
+        for i in range(n):
+            aki = a[k, col0 + i]
+            for j in range(w.shape[1]):
+                z[i, j] += aki * w[k, j]
+
+
+# Rows per block of the whole-sequence products: enough for GEMM to run at full speed,
+# few enough that a block's output stays in the core's cache between filling it with
+# the bias and accumulating the product into it.
+BLOCK_ROWS = 128
+
+
+@numba.njit(inline="always")
+def _thread_rows(n_rows, part, n_parts):
+    return n_rows * part // n_parts, n_rows * (part + 1) // n_parts
+
+
+def _parts(n_rows):
+    """How many threads a whole-sequence product of ``n_rows`` rows is split across."""
+    return max(1, min(numba.get_num_threads(), n_rows // 16))
+
+
+def _usable(*arrays):
+    dtype = arrays[0].dtype
+    return (blas.FOUND and dtype in (np.float32, np.float64)
+            and all(a.dtype == dtype for a in arrays))
+
+
+def affine(x, w, bias):
+    """x @ w + bias for x [N, D], as a new [N, G] array."""
+    if not _usable(x, w, bias):
+        return x @ w + bias
+    out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+    project(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, out, _parts(x.shape[0]))
+    return out
+
+
+def add_matmul(a, w, z):
+    """z += a @ w in place (z C-contiguous)."""
+    if not _usable(a, w, z):
+        z += a @ w
+        return
+    matmul_rows(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
+
+
+def add_matmul_t(a, w, z):
+    """z += a^T @ w in place, for a [K, M] (z C-contiguous)."""
+    if not _usable(a, w, z):
+        z += a.T @ w
+        return
+    matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[1]))
+
+
+@jit(parallel=True)
+def project(x, w, bias, out, n_parts):
+    """out = x @ w + bias for x [N, D], out [N, G] (the input projection of every step)."""
+    for part in prange(n_parts):
+        r0, r1 = _thread_rows(x.shape[0], part, n_parts)
+        for b0 in range(r0, r1, BLOCK_ROWS):
+            b1 = min(b0 + BLOCK_ROWS, r1)
+            out[b0:b1] = bias
+            matmul_acc(x, b0, b1 - b0, w, out[b0:b1])
+
+
+@jit(parallel=True)
+def matmul_rows(a, w, z, n_parts):
+    """z += a @ w, with the rows of ``a`` and ``z`` split across threads."""
+    for part in prange(n_parts):
+        r0, r1 = _thread_rows(a.shape[0], part, n_parts)
+        matmul_acc(a, r0, r1 - r0, w, z[r0:r1])
+
+
+@jit(parallel=True)
+def matmul_t(a, w, z, n_parts):
+    """z += a^T @ w for a [K, M], w [K, G], z [M, G], the M rows of z split across
+    threads (weight gradients: inputs^T @ gate gradients)."""
+    for part in prange(n_parts):
+        r0, r1 = _thread_rows(a.shape[1], part, n_parts)
+        matmul_t_acc(a, r0, r1 - r0, w, z[r0:r1])

@@ -18,9 +18,19 @@ FASTMATH = {"contract", "reassoc", "nsz"}
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "linear": 3}
 
 
+# error_model="numpy": float division by zero gives inf/NaN as in NumPy instead of a
+# check that raises ZeroDivisionError, a branch that keeps loops from vectorising.
+OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy"}
+
+
 def jit(parallel=False):
     """The one way kernels are compiled: nopython, cached on disk, vectorisable math."""
-    return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True)
+    return numba.njit(cache=True, parallel=parallel, nogil=True, **OPTIONS)
+
+
+def inline(function):
+    """A helper of the kernels, inlined into them."""
+    return numba.njit(inline="always", **OPTIONS)(function)
 
 
 def activation_code(activation):
@@ -49,7 +59,7 @@ def tanh(x):
     return math.tanh(x)
 
 
-@overload(tanh, inline="always", jit_options={"fastmath": FASTMATH})
+@overload(tanh, inline="always", jit_options=OPTIONS)
 def _tanh(x):
     if x != types.float32:
         return lambda x: math.tanh(x)
@@ -70,12 +80,26 @@ def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
-@overload(sigmoid, inline="always", jit_options={"fastmath": FASTMATH})
+@overload(sigmoid, inline="always", jit_options=OPTIONS)
 def _sigmoid(x):
     if x != types.float32:
         return lambda x: 1.0 / (1.0 + math.exp(-x))
     half = np.float32(0.5)
     return lambda x: half + half * tanh(half * x)  # the same identity, in float32
+
+
+@inline
+def sigmoid_all(v):
+    """v = sigmoid(v), element by element, for a 1-D array."""
+    for k in range(v.shape[0]):
+        v[k] = sigmoid(v[k])
+
+
+@inline
+def tanh_all(v):
+    """v = tanh(v), element by element, for a 1-D array."""
+    for k in range(v.shape[0]):
+        v[k] = tanh(v[k])
 
 
 def like(x, value):
@@ -91,7 +115,7 @@ def _like(x, value):
     return lambda x, value: np.float64(value)
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
+@inline
 def activate(x, code):
     if code == 0:
         return tanh(x)
@@ -103,7 +127,7 @@ def activate(x, code):
     return x
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
+@inline
 def activate_grad(y, code):
     """Derivative of the activation, written in terms of its output ``y``."""
     one = like(y, 1.0)
@@ -116,7 +140,7 @@ def activate_grad(y, code):
     return one
 
 
-@numba.njit(inline="always")
+@inline
 def chunk_span(chunk_starts, lengths, chunk):
     """Rows [start, stop) of a chunk and the number of steps of its longest sequence."""
     start = chunk_starts[chunk]
@@ -124,7 +148,7 @@ def chunk_span(chunk_starts, lengths, chunk):
     return start, stop, (lengths[start] if stop > start else 0)
 
 
-@numba.njit(inline="always")
+@inline
 def active_rows(lengths, start, stop, t):
     """Number of rows of chunk [start, stop) still running at step ``t``."""
     n = stop - start
@@ -133,7 +157,7 @@ def active_rows(lengths, start, stop, t):
     return n
 
 
-@numba.njit(inline="always")
+@inline
 def one_step_plan(x, width):
     """For one step of a whole batch: x W_x + b's array [1, B, width] and a one-chunk plan
     (every length 1), so the sequence kernels run a single step."""

@@ -21,12 +21,66 @@ from .common import (
     activate_grad,
     active_rows,
     chunk_span,
+    inline,
     jit,
     like,
     one_step_plan,
     sigmoid,
+    sigmoid_all,
+    tanh,
+    tanh_all,
 )
 from .products import matmul_acc
+
+
+@inline
+def _plain_cell_row(z, c, m):
+    """``_cell_row`` without peepholes or clipping, with tanh: the common case, in short
+    loops that vectorise. (One loop storing all four gates and c and m does not: the
+    compiler gives up on proving that so many arrays do not overlap.)"""
+    hidden = c.shape[0]
+    z_i, z_j = z[:hidden], z[hidden:2 * hidden]
+    z_f, z_o = z[2 * hidden:3 * hidden], z[3 * hidden:]
+    sigmoid_all(z_i)
+    tanh_all(z_j)
+    sigmoid_all(z[2 * hidden:])
+    for k in range(hidden):
+        c_new = z_f[k] * c[k] + z_i[k] * z_j[k]
+        c[k] = c_new
+        m[k] = z_o[k] * tanh(c_new)
+
+
+@inline
+def _cell_row(z, c, m, w_peep, cell_clip, act, use_peep):
+    """The gate math of one row: pre-activations z [4H] in, gates (i, act(j), f, o) out in
+    their place; c [H] the cell state, updated; m [H] receives o * act(c)."""
+    hidden = c.shape[0]
+    for k in range(hidden):
+        c_prev = c[k]
+        z_i = z[k]
+        z_f = z[2 * hidden + k]
+        z_o = z[3 * hidden + k]
+        if use_peep:
+            z_f += w_peep[0, k] * c_prev
+            z_i += w_peep[1, k] * c_prev
+        g_i = sigmoid(z_i)
+        g_j = activate(z[hidden + k], act)
+        g_f = sigmoid(z_f)
+        c_new = g_f * c_prev + g_i * g_j
+        if cell_clip >= 0.0:
+            if c_new > cell_clip:
+                c_new = cell_clip
+            elif c_new < -cell_clip:
+                c_new = -cell_clip
+        if use_peep:
+            z_o += w_peep[2, k] * c_new
+        g_o = sigmoid(z_o)
+        c[k] = c_new
+        m[k] = g_o * activate(c_new, act)
+        z[k] = g_i
+        z[hidden + k] = g_j
+        z[2 * hidden + k] = g_f
+        z[3 * hidden + k] = g_o
 
 
 @jit(parallel=True)
@@ -53,34 +107,13 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
             matmul_acc(m, start, n, w_h, z)
             for i in range(n):
                 r = start + i
-                for k in range(hidden):
-                    c_prev = c[r, k]
-                    z_i = z[i, k]
-                    z_f = z[i, 2 * hidden + k]
-                    z_o = z[i, 3 * hidden + k]
-                    if use_peep:
-                        z_f += w_peep[0, k] * c_prev
-                        z_i += w_peep[1, k] * c_prev
-                    g_i = sigmoid(z_i)
-                    g_j = activate(z[i, hidden + k], act)
-                    g_f = sigmoid(z_f)
-                    c_new = g_f * c_prev + g_i * g_j
-                    if cell_clip >= 0.0:
-                        if c_new > cell_clip:
-                            c_new = cell_clip
-                        elif c_new < -cell_clip:
-                            c_new = -cell_clip
-                    if use_peep:
-                        z_o += w_peep[2, k] * c_new
-                    g_o = sigmoid(z_o)
-                    c[r, k] = c_new
-                    m_full[i, k] = g_o * activate(c_new, act)
-                    if save:
-                        save_gates[t, r, k] = g_i
-                        save_gates[t, r, hidden + k] = g_j
-                        save_gates[t, r, 2 * hidden + k] = g_f
-                        save_gates[t, r, 3 * hidden + k] = g_o
-                        save_c[t, r, k] = c_new
+                if use_peep or cell_clip >= 0.0 or act != 0:
+                    _cell_row(z[i], c[r], m_full[i], w_peep, cell_clip, act, use_peep)
+                else:
+                    _plain_cell_row(z[i], c[r], m_full[i])
+                if save:
+                    save_gates[t, r] = z[i]
+                    save_c[t, r] = c[r]
             if use_proj:
                 # m_prev has been consumed by the matmul above, so m can be overwritten.
                 m[start:start + n] = 0.0

@@ -17,7 +17,7 @@ from numba.core import types
 from numba.extending import overload
 
 from . import blas
-from .common import FASTMATH, jit
+from .common import OPTIONS, inline, jit
 
 # Below this many rows, one matrix-vector product per row beats a matrix product: GEMM
 # packs W into its own layout on every call, which small products do not pay back.
@@ -50,7 +50,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = (np.int32(v) for v in (blas.ROW_MAJOR, blas.NO_T
                                                        blas.TRANS))
 
 
-@numba.njit(inline="always")
+@inline
 def _blas_layout(a, w, z, a_cols, g_dim):
     """Leading dimensions (lda, ldw, ldz), or lda = -1 if a layout BLAS cannot take."""
     item = a.itemsize
@@ -61,7 +61,7 @@ def _blas_layout(a, w, z, a_cols, g_dim):
     return lda, ldw, ldz
 
 
-@overload(matmul_acc, jit_options={"fastmath": FASTMATH})
+@overload(matmul_acc, jit_options=OPTIONS)
 def _matmul_acc(a, row0, n, w, z):
     routines = _blas_routines(a, w, z)
     if routines is None:
@@ -90,7 +90,7 @@ def _matmul_acc(a, row0, n, w, z):
     return impl
 
 
-@overload(matmul_t_acc, jit_options={"fastmath": FASTMATH})
+@overload(matmul_t_acc, jit_options=OPTIONS)
 def _matmul_t_acc(a, col0, n, w, z):
     routines = _blas_routines(a, w, z)
     if routines is None:
@@ -112,7 +112,7 @@ def _matmul_t_acc(a, col0, n, w, z):
     return impl
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
+@inline
 def matmul_loops(a, row0, n, w, z):
     """``matmul_acc`` in plain loops.
 
@@ -145,7 +145,7 @@ def matmul_loops(a, row0, n, w, z):
         i += 1
 
 
-@numba.njit(inline="always", fastmath=FASTMATH)
+@inline
 def matmul_t_loops(a, col0, n, w, z):
     """``matmul_t_acc`` in plain loops."""
     for k in range(w.shape[0]):
@@ -161,7 +161,7 @@ def matmul_t_loops(a, col0, n, w, z):
 BLOCK_ROWS = 128
 
 
-@numba.njit(inline="always")
+@inline
 def _thread_rows(n_rows, part, n_parts):
     return n_rows * part // n_parts, n_rows * (part + 1) // n_parts
 

@@ -24,9 +24,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numba_rnn.kernels import blas, products
-from numba_rnn.kernels.products import (GEMV_ROWS, add_matmul, add_matmul_t, affine,
-                                        matmul_acc, matmul_loops, matmul_t_acc,
-                                        matmul_t_loops)
+from numba_rnn.kernels.products import (
+    GEMV_ROWS,
+    add_matmul,
+    add_matmul_t,
+    affine,
+    matmul_acc,
+    matmul_loops,
+    matmul_t_acc,
+    matmul_t_loops,
+)
 
 F32, F64 = np.float32, np.float64
 RTOL = {F32: 1e-5, F64: 1e-12}
@@ -223,12 +230,13 @@ def test_layouts(kind, kernel, a_layout, w_layout, dtype):
                           what=f"z {z_layout}, n={n}")
 
 
-@DTYPES
-@pytest.mark.parametrize("layouts", [("rows", "rows", "rows"), ("f", "f", "f")],
-                         ids=["rows", "fortran"])
+@pytest.mark.parametrize("layouts, dtype", [(("rows", "rows", "rows"), F32),
+                                            (("f", "f", "f"), F64)],
+                         ids=["rows-float32", "fortran-float64"])
 @KINDS
 def test_layouts_typed_by_numba(kind, layouts, dtype):
-    """The same, with Numba typing the arrays by their layouts (A and F arrays)."""
+    """As test_layouts, with Numba typing the arrays by their layouts (A and F arrays; the
+    dtype makes no difference to layouts, so one each keeps compilations down)."""
     for n in (3, 12):
         rng = seeded("typed layouts", kind, layouts, n, dtype.__name__)
         a, w, z0 = operands(kind, rng, dtype, 5, 7, 2, n)
@@ -252,16 +260,23 @@ def test_loops_agree_with_blas(kind, n, dtype):
 MIXED = [(F32, F64, F64), (F64, F32, F32), (F32, F32, F64)]
 
 
-@pytest.mark.parametrize("dtypes", MIXED, ids=lambda d: "-".join(t.__name__ for t in d))
+# The last case passes the inner-stride check (float32 w every other column: 8 bytes, a's
+# itemsize), so only the dtype check keeps it from BLAS.
+MIXED_LAYOUTS = [(dtypes, ("c", "c", "c")) for dtypes in MIXED] + [
+    ((F64, F32, F64), ("c", "strided", "c"))]
+
+
+@pytest.mark.parametrize("dtypes, layouts", MIXED_LAYOUTS,
+                         ids=lambda d: "-".join(getattr(t, "__name__", t) for t in d))
 @KINDS
-def test_mixed_dtypes(kind, dtypes):
+def test_mixed_dtypes(kind, dtypes, layouts):
     """BLAS needs one dtype: the others go to the loops, and must still be right."""
     a_dtype, w_dtype, z_dtype = dtypes
     for n in (3, 12):
-        rng = seeded("mixed", kind, dtypes, n)
+        rng = seeded("mixed", kind, dtypes, layouts, n)
         a, _, _ = operands(kind, rng, a_dtype, 6, 9, 1, n)
         w, z0 = uniform(rng, (6, 9), w_dtype), uniform(rng, (n + 3, 9), z_dtype)
-        check_product(CALLERS[kind]["acc"], kind, a, 1, n, w, z0, what=f"n={n}")
+        check_product(CALLERS[kind]["acc"], kind, a, 1, n, w, z0, layouts, what=f"n={n}")
 
 
 @st.composite
@@ -351,7 +366,7 @@ def test_add_matmul(dtype, rows, layout, threads):
 @ROWS
 @DTYPES
 def test_add_matmul_t(dtype, rows, layout, threads):
-    """z [40, G] += a^T @ w for a [rows, 40]: sums over ``rows``, z split across threads."""
+    """z [40, G] += a^T @ w for a [rows, 40] (a sum over ``rows``)."""
     rng = seeded("add_matmul_t", dtype.__name__, rows, layout, threads)
     a, w, z = uniform(rng, (rows, 40), dtype), uniform(rng, (rows, 11), dtype), \
         uniform(rng, (40, 11), dtype)
@@ -383,11 +398,13 @@ def test_parallel_kernels_any_split(n_parts, rows, dtype):
     expected, scale = expected_product("rows", x, 0, rows, w, z0)
     assert_product(z, expected, scale, dtype, "matmul_rows")
 
-    a, g = uniform(rng, (30, rows), dtype), uniform(rng, (30, 9), dtype)
-    z = z0.copy()
-    products.matmul_t(a, g, z, n_parts)
-    expected, scale = expected_product("cols", a, 0, rows, g, z0)
-    assert_product(z, expected, scale, dtype, "matmul_t")
+    for k_dim, m_dim in [(30, rows), (rows, 7)]:  # a [K, M]: either axis the long one
+        a, g = uniform(rng, (k_dim, m_dim), dtype), uniform(rng, (k_dim, 9), dtype)
+        z0 = uniform(rng, (m_dim, 9), dtype)
+        z = z0.copy()
+        products.matmul_t(a, g, z, n_parts)
+        expected, scale = expected_product("cols", a, 0, m_dim, g, z0)
+        assert_product(z, expected, scale, dtype, f"matmul_t, a [{k_dim}, {m_dim}]")
 
 
 @pytest.mark.parametrize("dtypes", MIXED, ids=lambda d: "-".join(t.__name__ for t in d))
@@ -418,8 +435,7 @@ def test_wrappers_mixed_dtypes(dtypes):
     assert_product(z, expected, scale, F32, "add_matmul_t")
 
 
-@pytest.mark.skipif(os.environ.get("NUMBA_RNN_BLAS", "1") == "0" or numba.config.DISABLE_JIT,
-                    reason="BLAS turned off (NUMBA_RNN_BLAS=0) or no compiled code")
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="no compiled code")
 def test_blas_found_when_numpy_bundles_openblas():
     """A NumPy wheel with its OpenBLAS must be found: a broken discovery would otherwise
     only show as slow kernels."""

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
+from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
 
@@ -53,7 +54,7 @@ class BasicRNNCell(KernelCell):
         basic_rnn_backward(np.ascontiguousarray(w_h.T), self._act, plan.lengths,
                            plan.chunk_starts, out, d_out, dh, dz)
         h_prev = previous_steps(out, h0).reshape(-1, self.num_units)
-        grads["kernel"][self.input_depth:] += h_prev.T @ dz.reshape(-1, self.num_units)
+        add_matmul_t(h_prev, dz.reshape(-1, self.num_units), grads["kernel"][self.input_depth:])
         return dz
 
 

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.common import empty_like_rows, previous_steps
 from ..kernels.gru import gru_backward, gru_forward, gru_step
+from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
 
@@ -85,14 +86,14 @@ class GRUCell(KernelCell):
                      dz, d_hc)
         h_prev = previous_steps(out, h0).reshape(-1, h)
         dz_flat = dz.reshape(-1, 3 * h)
-        grads["gates/kernel"][d:] += h_prev.T @ dz_flat[:, :2 * h]
+        add_matmul_t(h_prev, dz_flat[:, :2 * h], grads["gates/kernel"][d:])
         if self.reset_after:
             d_hc = d_hc.reshape(-1, h)
-            grads["candidate/kernel"][d:] += h_prev.T @ d_hc
+            add_matmul_t(h_prev, d_hc, grads["candidate/kernel"][d:])
             grads["candidate/recurrent_bias"] += d_hc.sum(axis=0)
         else:
             reset_h_prev = gates[:, :, :h].reshape(-1, h) * h_prev
-            grads["candidate/kernel"][d:] += reset_h_prev.T @ dz_flat[:, 2 * h:]
+            add_matmul_t(reset_h_prev, dz_flat[:, 2 * h:], grads["candidate/kernel"][d:])
         return dz
 
     def _input_projection_grads(self, grads, d_w_x, d_b):

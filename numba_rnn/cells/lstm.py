@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
 from ..kernels.lstm import lstm_backward, lstm_forward, lstm_step
+from ..kernels.products import add_matmul_t
 from .base import KernelCell, LSTMStateTuple, positive_int
 
 
@@ -133,7 +134,7 @@ class LSTMCell(KernelCell):
                       plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,
                       dm_proj)
         dz_flat = dz.reshape(-1, 4 * h)
-        grads["kernel"][d:] += previous_steps(out, m0).reshape(-1, p).T @ dz_flat
+        add_matmul_t(previous_steps(out, m0).reshape(-1, p), dz_flat, grads["kernel"][d:])
         if self.use_peepholes:
             c_prev = previous_steps(cs, c0)
             grads["w_i_diag"] += (dz[:, :, :h] * c_prev).sum(axis=(0, 1))
@@ -141,7 +142,7 @@ class LSTMCell(KernelCell):
             grads["w_o_diag"] += (dz[:, :, 3 * h:] * cs).sum(axis=(0, 1))
         if use_proj:
             m_full = gates[:, :, 3 * h:] * activate_numpy(cs, self._act)
-            grads["projection/kernel"] += m_full.reshape(-1, h).T @ dm_proj.reshape(-1, p)
+            add_matmul_t(m_full.reshape(-1, h), dm_proj.reshape(-1, p), grads["projection/kernel"])
         return dz
 
 

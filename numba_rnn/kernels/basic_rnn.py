@@ -6,12 +6,12 @@ import numpy as np
 from numba import prange
 
 from .common import (
-    activate,
-    activate_grad,
+    activate_all,
     active_rows,
     chunk_span,
     jit,
     one_step_plan,
+    times_activate_grad,
 )
 from .products import matmul_acc
 
@@ -32,8 +32,8 @@ def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
             z[:n] = xw[t, start:start + n]
             matmul_acc(h, start, n, w_h, z)
             for i in range(n):
-                for k in range(hidden):
-                    h[start + i, k] = activate(z[i, k], act)
+                activate_all(z[i], act)
+                h[start + i] = z[i]
             out[t, start:start + n] = h[start:start + n]
 
 
@@ -51,8 +51,10 @@ def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
             n = active_rows(lengths, start, stop, t)
             for i in range(n):
                 r = start + i
+                dz_row, dh_row, d_out_row = dz[t, r], dh[r], d_out[t, r]
                 for k in range(hidden):
-                    dz[t, r, k] = (dh[r, k] + d_out[t, r, k]) * activate_grad(out[t, r, k], act)
+                    dz_row[k] = dh_row[k] + d_out_row[k]
+                times_activate_grad(dz_row, out[t, r], act)
             dh[start:start + n] = 0.0
             matmul_acc(dz[t], start, n, w_h_t, dh[start:start + n])
 

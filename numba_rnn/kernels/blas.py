@@ -9,6 +9,10 @@ The routines are registered with LLVM under names of our own (``numba_rnn_sgemm`
 whatever the library calls them, so kernels compiled against them can be cached on disk
 and relinked in the next process. Only the ILP64 CBLAS interface of NumPy's wheels is
 recognised; with any other BLAS, ``FOUND`` is False and the kernels use their own loops.
+
+Which of the two a kernel uses is fixed when it compiles, and Numba's disk cache does not
+notice if NumPy is later swapped for a build without these routines: then delete the
+package's ``__pycache__`` folders (or set NUMBA_CACHE_DIR) so the kernels recompile.
 """
 import ctypes
 import glob
@@ -44,7 +48,7 @@ def _find():
 
 
 LIBRARY, _ADDRESSES = _find()
-FOUND = bool(_ADDRESSES) and os.environ.get("NUMBA_RNN_BLAS", "1") != "0"
+FOUND = bool(_ADDRESSES)
 
 if FOUND:
     for _routine, _address in _ADDRESSES.items():

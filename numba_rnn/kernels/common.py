@@ -141,6 +141,34 @@ def activate_grad(y, code):
 
 
 @inline
+def activate_all(v, code):
+    """v = activate(v, code) for a 1-D array, the switch outside the loops so they
+    vectorise."""
+    if code == 0:
+        tanh_all(v)
+    elif code == 1:
+        sigmoid_all(v)
+    elif code == 2:
+        for k in range(v.shape[0]):
+            v[k] = activate(v[k], 2)
+
+
+@inline
+def times_activate_grad(d, y, code):
+    """d *= activate_grad(y, code) for 1-D arrays (y the activation's output)."""
+    one = like(d, 1.0)
+    if code == 0:
+        for k in range(d.shape[0]):
+            d[k] *= one - y[k] * y[k]
+    elif code == 1:
+        for k in range(d.shape[0]):
+            d[k] *= y[k] * (one - y[k])
+    elif code == 2:
+        for k in range(d.shape[0]):
+            d[k] *= activate_grad(y[k], 2)
+
+
+@inline
 def chunk_span(chunk_starts, lengths, chunk):
     """Rows [start, stop) of a chunk and the number of steps of its longest sequence."""
     start = chunk_starts[chunk]

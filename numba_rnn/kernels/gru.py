@@ -13,14 +13,14 @@ import numpy as np
 from numba import prange
 
 from .common import (
-    activate,
-    activate_grad,
+    activate_all,
     active_rows,
     chunk_span,
     jit,
     like,
     one_step_plan,
-    sigmoid,
+    sigmoid_all,
+    times_activate_grad,
 )
 from .products import matmul_acc
 
@@ -37,6 +37,7 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
     """
     hidden = h.shape[1]
     save = save_gates.shape[0] > 0
+    one = like(h, 1.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
         start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         z_ru = np.empty((stop - start, 2 * hidden), dtype=xw.dtype)
@@ -46,32 +47,34 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
             n = active_rows(lengths, start, stop, t)
             z_ru[:n] = xw[t, start:start + n, :2 * hidden]
             matmul_acc(h, start, n, w_ru, z_ru)
+            for i in range(n):
+                sigmoid_all(z_ru[i])  # the gates r, u in place
             if reset_after:
                 for i in range(n):
                     z_c[i] = b_c_rec
                 matmul_acc(h, start, n, w_c, z_c)
+                for i in range(n):
+                    if save:
+                        save_hc[t, start + i] = z_c[i]
+                    x_c, g_r, c = xw[t, start + i, 2 * hidden:], z_ru[i, :hidden], z_c[i]
+                    for k in range(hidden):
+                        c[k] = x_c[k] + g_r[k] * c[k]
             else:
                 for i in range(n):
+                    g_r, h_prev, reset_h = z_ru[i, :hidden], h[start + i], rh[i]
                     for k in range(hidden):
-                        rh[i, k] = sigmoid(z_ru[i, k]) * h[start + i, k]
+                        reset_h[k] = g_r[k] * h_prev[k]
                 z_c[:n] = xw[t, start:start + n, 2 * hidden:]
                 matmul_acc(rh, 0, n, w_c, z_c)
             for i in range(n):
                 r = start + i
+                activate_all(z_c[i], act)  # the candidate in place
+                g_u, g_c, h_row = z_ru[i, hidden:], z_c[i], h[r]
                 for k in range(hidden):
-                    g_r = sigmoid(z_ru[i, k])
-                    g_u = sigmoid(z_ru[i, hidden + k])
-                    if reset_after:
-                        g_c = activate(xw[t, r, 2 * hidden + k] + g_r * z_c[i, k], act)
-                        if save:
-                            save_hc[t, r, k] = z_c[i, k]
-                    else:
-                        g_c = activate(z_c[i, k], act)
-                    h[r, k] = g_u * h[r, k] + (like(g_u, 1.0) - g_u) * g_c
-                    if save:
-                        save_gates[t, r, k] = g_r
-                        save_gates[t, r, hidden + k] = g_u
-                        save_gates[t, r, 2 * hidden + k] = g_c
+                    h_row[k] = g_u[k] * h_row[k] + (one - g_u[k]) * g_c[k]
+                if save:
+                    save_gates[t, r, :2 * hidden] = z_ru[i]
+                    save_gates[t, r, 2 * hidden:] = g_c
             out[t, start:start + n] = h[start:start + n]
 
 
@@ -97,33 +100,37 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
             n = active_rows(lengths, start, stop, t)
             for i in range(n):
                 r = start + i
+                h_prev = out[t - 1, r] if t > 0 else h0[r]
+                g_u, g_c = gates[t, r, hidden:2 * hidden], gates[t, r, 2 * hidden:]
+                dz_u, dz_c = dz[t, r, hidden:2 * hidden], dz[t, r, 2 * hidden:]
+                dh_row, d_out_row, dh_prev_row = dh[r], d_out[t, r], dh_prev[i]
                 for k in range(hidden):
-                    h_prev = out[t - 1, r, k] if t > 0 else h0[r, k]
-                    g_u = gates[t, r, hidden + k]
-                    g_c = gates[t, r, 2 * hidden + k]
-                    d_h = dh[r, k] + d_out[t, r, k]
-                    dz[t, r, hidden + k] = d_h * (h_prev - g_c) * g_u * (one - g_u)
-                    dz[t, r, 2 * hidden + k] = d_h * (one - g_u) * activate_grad(g_c, act)
-                    dh_prev[i, k] = d_h * g_u
+                    d_h = dh_row[k] + d_out_row[k]
+                    dz_u[k] = d_h * (h_prev[k] - g_c[k]) * g_u[k] * (one - g_u[k])
+                    dh_prev_row[k] = d_h * g_u[k]
+                for k in range(hidden):
+                    dz_c[k] = (dh_row[k] + d_out_row[k]) * (one - g_u[k])
+                times_activate_grad(dz_c, g_c, act)
             if reset_after:
                 for i in range(n):
                     r = start + i
+                    g_r, hc_row = gates[t, r, :hidden], hc[t, r]
+                    dz_r, dz_c, d_hc_row = dz[t, r, :hidden], dz[t, r, 2 * hidden:], d_hc[t, r]
                     for k in range(hidden):
-                        g_r = gates[t, r, k]
-                        d_c = dz[t, r, 2 * hidden + k]
-                        d_hc[t, r, k] = d_c * g_r
-                        dz[t, r, k] = d_c * hc[t, r, k] * g_r * (one - g_r)
+                        d_hc_row[k] = dz_c[k] * g_r[k]
+                        dz_r[k] = dz_c[k] * hc_row[k] * g_r[k] * (one - g_r[k])
                 matmul_acc(d_hc[t], start, n, w_c_t, dh_prev)
             else:
                 d_rh[:n] = 0.0
                 matmul_acc(dz[t, :, 2 * hidden:], start, n, w_c_t, d_rh)
                 for i in range(n):
                     r = start + i
+                    h_prev = out[t - 1, r] if t > 0 else h0[r]
+                    g_r, dz_r = gates[t, r, :hidden], dz[t, r, :hidden]
+                    d_rh_row, dh_prev_row = d_rh[i], dh_prev[i]
                     for k in range(hidden):
-                        g_r = gates[t, r, k]
-                        h_prev = out[t - 1, r, k] if t > 0 else h0[r, k]
-                        dz[t, r, k] = d_rh[i, k] * h_prev * g_r * (one - g_r)
-                        dh_prev[i, k] += d_rh[i, k] * g_r
+                        dz_r[k] = d_rh_row[k] * h_prev[k] * g_r[k] * (one - g_r[k])
+                        dh_prev_row[k] += d_rh_row[k] * g_r[k]
             matmul_acc(dz[t, :, :2 * hidden], start, n, w_ru_t, dh_prev)
             dh[start:start + n] = dh_prev[:n]
 

@@ -130,6 +130,60 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
             out[t, start:start + n] = m[start:start + n]
 
 
+@inline
+def _cell_row_backward(g, c, c_prev, dm, dc, dz, w_peep, cell_clip, act, use_peep):
+    """Backward of ``_cell_row`` for one row: the gates g (i, act(j), f, o) and cell
+    states c, c_prev it saw, the gradient dm of its output; dc holds the gradient of c
+    and receives that of c_prev; dz [4H] receives that of the pre-activations."""
+    hidden = c.shape[0]
+    one, zero = like(c, 1.0), like(c, 0.0)
+    for k in range(hidden):
+        g_i = g[k]
+        g_j = g[hidden + k]
+        g_f = g[2 * hidden + k]
+        g_o = g[3 * hidden + k]
+        act_c = activate(c[k], act)
+        dz_o = dm[k] * act_c * g_o * (one - g_o)
+        d_c = dc[k] + dm[k] * g_o * activate_grad(act_c, act)
+        if use_peep:
+            d_c += w_peep[2, k] * dz_o
+        if cell_clip >= 0.0 and abs(c[k]) >= cell_clip:
+            d_c = zero
+        dz_i = d_c * g_j * g_i * (one - g_i)
+        dz_j = d_c * g_i * activate_grad(g_j, act)
+        dz_f = d_c * c_prev[k] * g_f * (one - g_f)
+        d_c_prev = d_c * g_f
+        if use_peep:
+            d_c_prev += w_peep[0, k] * dz_f + w_peep[1, k] * dz_i
+        dc[k] = d_c_prev
+        dz[k] = dz_i
+        dz[hidden + k] = dz_j
+        dz[2 * hidden + k] = dz_f
+        dz[3 * hidden + k] = dz_o
+
+
+@inline
+def _plain_cell_row_backward(g, c, c_prev, dm, dc, dz):
+    """``_cell_row_backward`` without peepholes or clipping, with tanh, in short loops
+    that vectorise (see ``_plain_cell_row``)."""
+    hidden = c.shape[0]
+    one = like(c, 1.0)
+    g_i, g_j = g[:hidden], g[hidden:2 * hidden]
+    g_f, g_o = g[2 * hidden:3 * hidden], g[3 * hidden:]
+    dz_i, dz_j = dz[:hidden], dz[hidden:2 * hidden]
+    dz_f, dz_o = dz[2 * hidden:3 * hidden], dz[3 * hidden:]
+    for k in range(hidden):
+        act_c = tanh(c[k])
+        dz_o[k] = dm[k] * act_c * g_o[k] * (one - g_o[k])
+        dc[k] += dm[k] * g_o[k] * (one - act_c * act_c)
+    for k in range(hidden):
+        dz_i[k] = dc[k] * g_j[k] * g_i[k] * (one - g_i[k])
+        dz_j[k] = dc[k] * g_i[k] * (one - g_j[k] * g_j[k])
+    for k in range(hidden):
+        dz_f[k] = dc[k] * c_prev[k] * g_f[k] * (one - g_f[k])
+        dc[k] *= g_f[k]
+
+
 @jit(parallel=True)
 def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, chunk_starts,
                   gates, cs, out, c0, d_out, dc, dm, dz, dm_proj):
@@ -147,7 +201,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
     hidden = cs.shape[2]
     use_peep = w_peep.shape[0] > 0
     use_proj = w_proj_t.shape[0] > 0
-    one, zero = like(cs, 1.0), like(cs, 0.0)
+    zero = like(cs, 0.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
         start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         dm_full = np.empty((stop - start, hidden), dtype=cs.dtype)
@@ -168,31 +222,13 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
                 matmul_acc(dm_proj[t], start, n, w_proj_t, dm_full)
             for i in range(n):
                 r = start + i
-                for k in range(hidden):
-                    g_i = gates[t, r, k]
-                    g_j = gates[t, r, hidden + k]
-                    g_f = gates[t, r, 2 * hidden + k]
-                    g_o = gates[t, r, 3 * hidden + k]
-                    c = cs[t, r, k]
-                    c_prev = cs[t - 1, r, k] if t > 0 else c0[r, k]
-                    act_c = activate(c, act)
-                    dz_o = dm_full[i, k] * act_c * g_o * (one - g_o)
-                    d_c = dc[r, k] + dm_full[i, k] * g_o * activate_grad(act_c, act)
-                    if use_peep:
-                        d_c += w_peep[2, k] * dz_o
-                    if cell_clip >= 0.0 and abs(c) >= cell_clip:
-                        d_c = zero
-                    dz_i = d_c * g_j * g_i * (one - g_i)
-                    dz_j = d_c * g_i * activate_grad(g_j, act)
-                    dz_f = d_c * c_prev * g_f * (one - g_f)
-                    d_c_prev = d_c * g_f
-                    if use_peep:
-                        d_c_prev += w_peep[0, k] * dz_f + w_peep[1, k] * dz_i
-                    dc[r, k] = d_c_prev
-                    dz[t, r, k] = dz_i
-                    dz[t, r, hidden + k] = dz_j
-                    dz[t, r, 2 * hidden + k] = dz_f
-                    dz[t, r, 3 * hidden + k] = dz_o
+                c_prev = cs[t - 1, r] if t > 0 else c0[r]
+                if use_peep or cell_clip >= 0.0 or act != 0:
+                    _cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
+                                       dz[t, r], w_peep, cell_clip, act, use_peep)
+                else:
+                    _plain_cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
+                                             dz[t, r])
             dm[start:start + n] = 0.0
             matmul_acc(dz[t], start, n, w_h_t, dm[start:start + n])
 

@@ -2,11 +2,11 @@
 
 ``matmul_acc`` and ``matmul_t_acc`` are the products inside the kernels (one chunk's rows
 at a time); ``project``, ``matmul_rows`` and ``matmul_t`` are the large products of a
-whole sequence (input projections, input and weight gradients), split by rows across
-Numba's threads. Both call NumPy's OpenBLAS single-threaded (``kernels.blas``): BLAS's
-own threads would spin after each product and take a core from the recurrence that
-follows. Without a usable BLAS, ``matmul_acc`` falls back to loops and the engine does
-the large products with NumPy instead (``blas.FOUND``).
+whole sequence (input projections, input and weight gradients), split across Numba's
+threads. Both call NumPy's OpenBLAS (``kernels.blas``), which the engine keeps on one
+thread (``threads.thread_limit``): BLAS's own threads would spin after each product and
+take a core from the recurrence that follows. Without a usable BLAS (``blas.FOUND``),
+``matmul_acc`` falls back to loops and the large products to NumPy.
 
 The Python bodies run only with NUMBA_DISABLE_JIT.
 """
@@ -171,24 +171,27 @@ def _parts(n_rows):
     return max(1, min(numba.get_num_threads(), n_rows // 16))
 
 
-def _usable(*arrays):
-    dtype = arrays[0].dtype
-    return (blas.FOUND and dtype in (np.float32, np.float64)
-            and all(a.dtype == dtype for a in arrays))
+def _usable(a, w, z, a_rows, a_cols):
+    """Whether BLAS can compute z (+)= op(a) @ w; ValueError if the shapes do not fit."""
+    if a.ndim != 2 or w.shape[0] != a_rows or z.shape != (a_cols, w.shape[1]):
+        raise ValueError(f"matrix shapes do not fit: {a.shape}, {w.shape} into {z.shape}")
+    return (blas.FOUND and a.dtype in (np.float32, np.float64)
+            and w.dtype == a.dtype and z.dtype == a.dtype)
 
 
 def affine(x, w, bias):
     """x @ w + bias for x [N, D], as a new [N, G] array."""
-    if not _usable(x, w, bias):
-        return x @ w + bias
     out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+    if (not _usable(x, w, out, x.shape[1], x.shape[0]) or bias.dtype != x.dtype
+            or bias.shape != (w.shape[1],)):
+        return x @ w + bias
     project(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, out, _parts(x.shape[0]))
     return out
 
 
 def add_matmul(a, w, z):
     """z += a @ w in place (z C-contiguous)."""
-    if not _usable(a, w, z):
+    if not _usable(a, w, z, a.shape[1], a.shape[0]):
         z += a @ w
         return
     matmul_rows(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
@@ -196,10 +199,10 @@ def add_matmul(a, w, z):
 
 def add_matmul_t(a, w, z):
     """z += a^T @ w in place, for a [K, M] (z C-contiguous)."""
-    if not _usable(a, w, z):
+    if not _usable(a, w, z, a.shape[0], a.shape[1]):
         z += a.T @ w
         return
-    matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[1]))
+    matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
 
 
 @jit(parallel=True)
@@ -223,8 +226,15 @@ def matmul_rows(a, w, z, n_parts):
 
 @jit(parallel=True)
 def matmul_t(a, w, z, n_parts):
-    """z += a^T @ w for a [K, M], w [K, G], z [M, G], the M rows of z split across
-    threads (weight gradients: inputs^T @ gate gradients)."""
+    """z += a^T @ w for a [K, M], w [K, G], z [M, G] (weight gradients: inputs^T @ gate
+    gradients, K = steps x batch). The long K axis is split across threads, each summing
+    its share into its own copy of z: every thread reads only its share of a and w."""
+    partial = np.zeros((n_parts - 1, z.shape[0], z.shape[1]), dtype=z.dtype)
     for part in prange(n_parts):
-        r0, r1 = _thread_rows(a.shape[1], part, n_parts)
-        matmul_t_acc(a, r0, r1 - r0, w, z[r0:r1])
+        k0, k1 = _thread_rows(a.shape[0], part, n_parts)
+        if part == 0:
+            matmul_t_acc(a[k0:k1], 0, a.shape[1], w[k0:k1], z)
+        else:
+            matmul_t_acc(a[k0:k1], 0, a.shape[1], w[k0:k1], partial[part - 1])
+    for p in range(n_parts - 1):
+        z += partial[p]

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import __version__
 from .cells import BasicRNNCell, GRUCell, LSTMCell
+from .grad import vjp
 from .rnn import dynamic_rnn
 
 
@@ -122,13 +123,18 @@ def demo(args):
 
 
 def warmup(args):
-    """Compile (or load from the cache) every built-in kernel once, for both dtypes."""
+    """Compile (or load from the cache) every built-in kernel once, for both dtypes:
+    forward and backward passes, and the LSTM's column-split forward pass."""
     start = time.perf_counter()
     x = np.zeros((2, 2, 3))
     for dtype in (np.float32, np.float64):
-        for make in (LSTMCell, GRUCell, BasicRNNCell):
-            dynamic_rnn(make(4, dtype=dtype), x.astype(dtype), sequence_length=[2, 1])
-        dynamic_rnn(GRUCell(4, reset_after=True, dtype=dtype), x.astype(dtype))
+        cells = [LSTMCell(4, dtype=dtype), GRUCell(4, dtype=dtype),
+                 GRUCell(4, reset_after=True, dtype=dtype), BasicRNNCell(4, dtype=dtype)]
+        for cell in cells:
+            outputs, backward = vjp(dynamic_rnn, cell, x.astype(dtype), sequence_length=[2, 1])
+            backward((np.ones_like(outputs[0]), None))
+        # One sequence long enough to run on every thread: the column split.
+        dynamic_rnn(LSTMCell(128, dtype=dtype), np.zeros((1, 24, 3), dtype))
     print(f"kernels ready in {time.perf_counter() - start:.1f} s")
     return 0
 

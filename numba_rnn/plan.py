@@ -34,6 +34,9 @@ class Plan:
         self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.lengths = lengths if self.perm is None else lengths[self.perm]
         self.n_chunks = len(sizes)
+        # Threads that split the hidden units instead, for a one-chunk plan (set by the
+        # caller when the cell and the threading layer allow it; see rnn._Run).
+        self.column_parts = 0
 
     def segment(self, t0, t1):
         """The plan of steps [t0, t1) alone: each length counted from t0, at most t1 - t0.

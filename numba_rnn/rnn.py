@@ -6,6 +6,7 @@ import numba
 import numpy as np
 
 from . import checks, nest, threads
+from .cells.base import KernelCell
 from .engine import backward_cell, run_cell
 from .plan import Plan
 
@@ -173,8 +174,12 @@ class _Run:
         if _recurrent_flops(self.cell, self.lengths) < PARALLEL_MIN_FLOPS:
             n_threads = 1
         plan = self.plan = Plan(self.lengths, n_threads)
+        if (tape is None and plan.n_chunks == 1 and n_threads > 1
+                and isinstance(self.cell, KernelCell) and self.cell._splits_columns()
+                and _barrier_safe()):
+            plan.column_parts = n_threads
         x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
-        with _one_thread_if(plan.n_chunks == 1):
+        with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
             outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
                                       nest.map_structure(plan.rows, self.state), tape)
         return (nest.map_structure(self.from_plan, outputs),
@@ -258,6 +263,14 @@ def _run_both(forward, backward, n_threads):
         first = pool.submit(on_own_threads, forward, n_threads // 2)
         second = backward(n_threads - n_threads // 2)
         return first.result(), second
+
+
+def _barrier_safe():
+    """Whether each part of a parallel loop gets its own running thread, as the step
+    barrier of a column split needs: with OpenMP or the workqueue layer, compiled. (TBB
+    may run two parts on one thread, one after the other, and without compilation they
+    run in turn: the first would wait forever.)"""
+    return not numba.config.DISABLE_JIT and _threading_layer() in ("omp", "workqueue")
 
 
 def _threading_layer():

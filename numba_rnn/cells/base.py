@@ -219,6 +219,9 @@ class KernelCell(RNNCell):
       recurrent weights' gradients to ``grads`` ({weight name: array});
     - ``_input_projection_grads(grads, d_w_x, d_b)``: add the input projection's
       gradients to ``grads`` (default: rows of "kernel" and "bias");
+    - ``_splits_columns()``: whether ``_recur`` can split the hidden units across
+      threads when ``plan.column_parts`` > 1 (inference on batches too small to split
+      by rows); default False;
     - ``_step_function(dtype)``: (a compiled one-step function ``step(params, x, state)
       -> (output, state leaves)``, its params), for raw_rnn's compiled loop; None if
       the cell's state form is not supported there.
@@ -240,6 +243,9 @@ class KernelCell(RNNCell):
 
     def _saved(self, steps, batch, dtype):
         return ()
+
+    def _splits_columns(self):
+        return False
 
     def _input_projection_grads(self, grads, d_w_x, d_b):
         grads["kernel"][:self.input_depth] += d_w_x

@@ -2,8 +2,9 @@
 import numpy as np
 
 from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
-from ..kernels.lstm import lstm_backward, lstm_forward, lstm_step
+from ..kernels.lstm import lstm_backward, lstm_forward, lstm_forward_split, lstm_step
 from ..kernels.products import add_matmul_t
+from ..kernels.sync import step_flags
 from .base import KernelCell, LSTMStateTuple, positive_int
 
 
@@ -99,6 +100,10 @@ class LSTMCell(KernelCell):
         h = self.num_units
         return np.zeros((steps, batch, 4 * h), dtype), np.zeros((steps, batch, h), dtype)
 
+    def _splits_columns(self):
+        # Below ~128 units a step's share of work is too small to pay for the barrier.
+        return self.num_proj is None and self.num_units >= 128
+
     def _recur(self, xw, plan, arrays, out, saved=None):
         c, m = arrays
         w = self._weights
@@ -106,6 +111,11 @@ class LSTMCell(KernelCell):
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         none = empty_like_rows(xw.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
+        if plan.column_parts > 1 and not saved and not w_proj.size:
+            lstm_forward_split(xw, w["kernel"][self.input_depth:], self._peepholes(dtype),
+                               dtype.type(self._cell_clip), self._act, plan.lengths, c, m,
+                               out, step_flags(plan.column_parts))
+            return
         lstm_forward(xw, w["kernel"][self.input_depth:], self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)

@@ -31,6 +31,7 @@ from .common import (
     tanh_all,
 )
 from .products import matmul_acc
+from .sync import SLOT, finish_step
 
 
 @inline
@@ -182,6 +183,50 @@ def _plain_cell_row_backward(g, c, c_prev, dm, dc, dz):
     for k in range(hidden):
         dz_f[k] = dc[k] * c_prev[k] * g_f[k] * (one - g_f[k])
         dc[k] *= g_f[k]
+
+
+@jit(parallel=True)
+def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flags):
+    """``lstm_forward`` for a batch too small to split by rows: the hidden units are split
+    across threads instead, which meet at a barrier after every step. No projection.
+
+    The batch is one chunk, rows sorted by decreasing length. Each part (thread) owns a
+    range of units and multiplies m by its columns of each gate's block of W_h. ``flags``
+    comes from ``sync.step_flags(parts)``.
+    """
+    n_parts = flags.shape[0] // SLOT
+    batch, hidden = c.shape
+    per_part = -(-hidden // n_parts)
+    use_peep = w_peep.shape[0] > 0
+    steps = lengths[0] if batch > 0 else 0
+    m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
+    m_steps[0] = m
+    for part in prange(n_parts):
+        k0 = min(part * per_part, hidden)
+        k1 = min(k0 + per_part, hidden)
+        units = k1 - k0
+        z = np.empty((batch, 4 * units), dtype=xw.dtype)
+        c_part = c[:, k0:k1].copy()
+        m_part = np.empty((batch, units), dtype=m.dtype)
+        for t in range(steps):
+            n = active_rows(lengths, 0, batch, t)
+            for gate in range(4):
+                columns = slice(gate * hidden + k0, gate * hidden + k1)
+                z[:n, gate * units:(gate + 1) * units] = xw[t, :n, columns]
+                matmul_acc(m_steps[t % 2], 0, n, w_h[:, columns],
+                           z[:, gate * units:(gate + 1) * units])
+            for i in range(n):
+                if use_peep or cell_clip >= 0.0 or act != 0:
+                    _cell_row(z[i], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
+                              use_peep)
+                else:
+                    _plain_cell_row(z[i], c_part[i], m_part[i])
+            m_steps[(t + 1) % 2, :n, k0:k1] = m_part[:n]
+            out[t, :n, k0:k1] = m_part[:n]
+            finish_step(flags, part, n_parts, t + 1)
+        c[:, k0:k1] = c_part
+    for i in range(batch):
+        m[i] = m_steps[lengths[i] % 2, i]  # written by the sequence's last step
 
 
 @jit(parallel=True)

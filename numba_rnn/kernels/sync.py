@@ -1,0 +1,63 @@
+"""A step barrier for threads of one parallel region that split a step's work.
+
+Each thread publishes the number of steps it has finished in its own slot of an int64
+array (one cache line apart, so the slots do not share a line), then waits until every
+slot has reached that step. The store is a release and the loads are acquires, so what a
+thread wrote before publishing is visible to the threads that see the new count.
+
+Only for regions where each part is guaranteed its own running thread (OpenMP or the
+workqueue layer, with at least as many threads as parts); otherwise a part would wait
+for one that never starts.
+"""
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .common import inline
+
+SLOT = 16  # int64 slots per thread: 128 bytes, a cache line pair
+
+
+def _slot_pointer(context, builder, array_type, array, index):
+    ary = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
+
+
+@intrinsic
+def _store_release(typingctx, array, index, value):
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.void(array, types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        pointer = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, ordering="release", align=8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, array, index):
+    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+        return None
+    sig = types.int64(array, types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(pointer, ordering="acquire", align=8)
+    return sig, codegen
+
+
+def step_flags(n_parts):
+    """The shared array of a barrier for ``n_parts`` threads, every count at 0."""
+    return np.zeros(n_parts * SLOT, dtype=np.int64)
+
+
+@inline
+def finish_step(flags, part, n_parts, step):
+    """Publish that ``part`` has finished ``step`` steps and wait for every other part."""
+    _store_release(flags, part * SLOT, np.int64(step))
+    for other in range(n_parts):
+        while _load_acquire(flags, other * SLOT) < step:
+            pass

@@ -5,6 +5,8 @@ array (one cache line apart, so the slots do not share a line), then waits until
 slot has reached that step. The store is a release and the loads are acquires, so what a
 thread wrote before publishing is visible to the threads that see the new count.
 
+A thread that has waited long yields its core (``sched_yield``) while it waits on.
+
 Only for regions where each part is guaranteed its own running thread (OpenMP or the
 workqueue layer, with at least as many threads as parts); otherwise a part would wait
 for one that never starts.
@@ -17,6 +19,13 @@ from numba.extending import intrinsic
 from .common import inline
 
 SLOT = 16  # int64 slots per thread: 128 bytes, a cache line pair
+
+# After this many checks a waiting thread yields its core at every further check: when
+# the machine is oversubscribed (another program's threads spinning too), the thread it
+# waits for may be the one waiting for that core.
+SPINS = 2000
+
+_sched_yield = types.ExternalFunction("sched_yield", types.int32())
 
 
 def _slot_pointer(context, builder, array_type, array, index):
@@ -59,5 +68,8 @@ def finish_step(flags, part, n_parts, step):
     """Publish that ``part`` has finished ``step`` steps and wait for every other part."""
     _store_release(flags, part * SLOT, np.int64(step))
     for other in range(n_parts):
+        spins = 0
         while _load_acquire(flags, other * SLOT) < step:
-            pass
+            spins += 1
+            if spins > SPINS:
+                _sched_yield()

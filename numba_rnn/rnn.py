@@ -1,6 +1,7 @@
 """The RNN functions of TensorFlow 1.x ``tf.nn``, on NumPy arrays."""
 import concurrent.futures
 import contextlib
+import os
 
 import numba
 import numpy as np
@@ -176,7 +177,7 @@ class _Run:
         plan = self.plan = Plan(self.lengths, n_threads)
         if (tape is None and plan.n_chunks == 1 and n_threads > 1
                 and isinstance(self.cell, KernelCell) and self.cell._splits_columns()
-                and _barrier_safe()):
+                and _barrier_safe(n_threads)):
             plan.column_parts = n_threads
         x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
         with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
@@ -265,12 +266,21 @@ def _run_both(forward, backward, n_threads):
         return first.result(), second
 
 
-def _barrier_safe():
-    """Whether each part of a parallel loop gets its own running thread, as the step
-    barrier of a column split needs: with OpenMP or the workqueue layer, compiled. (TBB
-    may run two parts on one thread, one after the other, and without compilation they
-    run in turn: the first would wait forever.)"""
-    return not numba.config.DISABLE_JIT and _threading_layer() in ("omp", "workqueue")
+def _barrier_safe(n_threads):
+    """Whether each of ``n_threads`` parts of a parallel loop gets its own running thread,
+    as the step barrier of a column split needs: compiled, with OpenMP or the workqueue
+    layer, OpenMP not allowed to shrink its team and the process allowed on that many
+    CPUs. (Otherwise two parts may run on one thread one after the other, the first
+    waiting forever, or on one core, taking turns at every step.)"""
+    if numba.config.DISABLE_JIT or _threading_layer() not in ("omp", "workqueue"):
+        return False
+    if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):
+        return False
+    limit = os.environ.get("OMP_THREAD_LIMIT", "").strip()
+    if limit and not (limit.isdigit() and int(limit) >= n_threads):
+        return False
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(n_threads)
+    return len(cpus) >= n_threads
 
 
 def _threading_layer():

@@ -1,11 +1,11 @@
 """The column split of the LSTM recurrence (``kernels.lstm.lstm_forward_split``).
 
 For inference on a batch too small to split by rows (a one-chunk plan), an LSTMCell
-without projection and with at least 128 units splits its hidden units across Numba's
+without projection and with at least 256 units splits its hidden units across Numba's
 threads, which meet at a spin barrier (``kernels.sync``) after every step. Checked here:
 
 - results against the NumPy reference (tests/reference.py) for BasicLSTMCell and LSTMCell
-  options, uneven splits (129 and 131 units), batches 1..7, ragged lengths including 0
+  options, uneven splits (257 and 259 units), batches 1..7, ragged lengths including 0
   and the full length, given and zero initial states, float32 and float64, both layouts;
   the split path is really taken (calls counted) and agrees closely with a one-thread
   run (``parallel_iterations=1``), which must not take it;
@@ -13,6 +13,9 @@ threads, which meet at a spin barrier (``kernels.sync``) after every step. Check
   unsafe threading layer, batches split by rows) still give correct results;
 - the caller's arrays are not modified;
 - many consecutive calls finish (no deadlock) and are reproducible bit for bit.
+
+The split kernel's calls are counted by a wrapper that runs them on a helper thread with
+a timeout, so that a deadlocked barrier fails a test instead of hanging the run.
 
 With NUMBA_DISABLE_JIT the parallel loop runs its parts one after the other, so the
 barrier would wait forever: only the check that the split is then never chosen runs.
@@ -37,7 +40,7 @@ ATOL = {F32: 1e-5, F64: 1e-10}  # against the reference, as in test_forward.py
 # (a few ulps per step; measured <= 1e-7 in float32, <= 2e-16 in float64).
 TIGHT = {F32: 2e-6, F64: 1e-13}
 T, D = 30, 6
-UNITS = [128, 129, 131]  # 2 threads: 64 + 64, 65 + 64, 66 + 65 units
+UNITS = [256, 257, 259]  # 2 threads: 128 + 128, 129 + 128, 130 + 129 units
 HANG_SECONDS = 60  # a split kernel call still running by then has deadlocked
 
 JIT_DISABLED = numba.config.DISABLE_JIT
@@ -58,18 +61,18 @@ OPTIONS = {
     "sigmoid": lambda h, dt: nr.LSTMCell(h, activation="sigmoid", dtype=dt),
     "relu": lambda h, dt: nr.LSTMCell(h, activation="relu", dtype=dt),
     "forget_bias": lambda h, dt: nr.LSTMCell(h, forget_bias=-0.6, dtype=dt),
-    "all": lambda h, dt: nr.LSTMCell(h, use_peepholes=True, cell_clip=0.3, activation="relu",
+    "all": lambda h, dt: nr.LSTMCell(h, use_peepholes=True, cell_clip=0.2, activation="relu",
                                      forget_bias=0.4, dtype=dt),
     "concat_state": lambda h, dt: nr.LSTMCell(h, use_peepholes=True, state_is_tuple=False,
                                               dtype=dt),
 }
-CLIPPED = {"cell_clip": 0.3, "all": 0.3}
+CLIPPED = {"cell_clip": 0.3, "all": 0.2}
 
 
 # ----------------------------------------------------------------------------- helpers
 def randomize(cell, dtype, depth=D, seed=0):
     """Build ``cell`` with random weights (biases and peepholes too), scaled by
-    1/sqrt(fan-in) so that 128+ units neither saturate nor blow up (relu)."""
+    1/sqrt(fan-in) so that 256+ units neither saturate nor blow up (relu)."""
     rng = np.random.default_rng(seed)
     cell.build(depth, dtype=dtype)
     scale = 1.5 / np.sqrt(depth + cell.output_size)
@@ -135,7 +138,7 @@ def run_lengths(lengths, batch, steps):
 
 def split_possible():
     """Whether this process can take the split path at all (after ``warmed_up``)."""
-    return numba.get_num_threads() >= 2 and rnn._barrier_safe()
+    return numba.get_num_threads() >= 2 and rnn._barrier_safe(2)
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -145,7 +148,7 @@ def warmed_up():
     reads) is only known after that, so a process's first call never splits."""
     if JIT_DISABLED:
         return
-    cell = make_cell("plain", 128, F32)
+    cell = make_cell("plain", 256, F32)
     nr.dynamic_rnn(cell, random_inputs(F32, 8, 40))
     if numba.get_num_threads() >= 2:
         assert rnn._threading_layer() is not None
@@ -154,7 +157,7 @@ def warmed_up():
 @pytest.fixture
 def split_ready(warmed_up):
     layer = rnn._threading_layer()
-    if not rnn._barrier_safe():
+    if not rnn._barrier_safe(2):
         pytest.skip(f"threading layer {layer!r}: the column split needs 'omp' or "
                     f"'workqueue'")
 
@@ -294,7 +297,7 @@ def test_batch_sizes_match_reference(split_ready, split_calls, batch, units, dty
 @needs_threads
 def test_explicit_parallel_iterations(split_ready, split_calls):
     """parallel_iterations=2 (at most the thread count) splits in 2 parts."""
-    cell = make_cell("peepholes", 131, F32)
+    cell = make_cell("peepholes", 259, F32)
     x = random_inputs(F32, 3)
     got = nr.dynamic_rnn(cell, x, parallel_iterations=2)
     assert split_calls == [2]
@@ -304,7 +307,7 @@ def test_explicit_parallel_iterations(split_ready, split_calls):
 @needs_jit
 @needs_threads
 def test_static_rnn_splits(split_ready, split_calls):
-    cell = make_cell("basic", 129, F64)
+    cell = make_cell("basic", 257, F64)
     x = random_inputs(F64, 2, time_major=True)
     lengths = np.array([T, 11])
     outputs, final = nr.static_rnn(cell, list(x), sequence_length=lengths)
@@ -319,7 +322,7 @@ def test_static_rnn_splits(split_ready, split_calls):
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("num_proj", [64, 128, 200])
 def test_no_split_with_projection(warmed_up, split_calls, num_proj, dtype):
-    cell = randomize(nr.LSTMCell(128, use_peepholes=True, num_proj=num_proj, proj_clip=0.5,
+    cell = randomize(nr.LSTMCell(256, use_peepholes=True, num_proj=num_proj, proj_clip=0.5,
                                  dtype=dtype), dtype)
     x = random_inputs(dtype, 3)
     lengths = ragged_lengths(3)
@@ -334,8 +337,8 @@ def test_no_split_with_projection(warmed_up, split_calls, num_proj, dtype):
 @needs_jit
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("option", ["basic", "all"])
-def test_no_split_below_128_units(warmed_up, split_calls, option, dtype):
-    cell = make_cell(option, 127, dtype)
+def test_no_split_below_256_units(warmed_up, split_calls, option, dtype):
+    cell = make_cell(option, 255, dtype)
     x = random_inputs(dtype, 4)
     lengths = ragged_lengths(4)
     assert rnn._recurrent_flops(cell, lengths) >= rnn.PARALLEL_MIN_FLOPS
@@ -349,7 +352,7 @@ def test_no_split_below_128_units(warmed_up, split_calls, option, dtype):
 @pytest.mark.parametrize("swap_memory", [False, True])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 def test_no_split_when_training(warmed_up, split_calls, dtype, swap_memory):
-    cell = make_cell("peepholes", 129, dtype)
+    cell = make_cell("peepholes", 257, dtype)
     x = random_inputs(dtype, 3)
     lengths = ragged_lengths(3)
     state = random_state(cell, 3, dtype)
@@ -371,14 +374,14 @@ def test_no_split_when_training(warmed_up, split_calls, dtype, swap_memory):
 @needs_jit
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 def test_no_split_when_barrier_unsafe(warmed_up, split_calls, monkeypatch, dtype):
-    cell = make_cell("all", 131, dtype)
+    cell = make_cell("all", 259, dtype)
     x = random_inputs(dtype, 2, time_major=True)
     lengths = np.array([0, T])
     if split_possible():  # control: splits before the patch
         nr.dynamic_rnn(cell, x, sequence_length=lengths, time_major=True)
         assert split_calls == [numba.get_num_threads()]
         split_calls.clear()
-    monkeypatch.setattr(rnn, "_barrier_safe", lambda: False)
+    monkeypatch.setattr(rnn, "_barrier_safe", lambda n_threads: False)
     got = nr.dynamic_rnn(cell, x, sequence_length=lengths, time_major=True)
     assert split_calls == []
     assert_close(got, expected(cell, x, lengths, time_major=True), dtype, ATOL)
@@ -389,7 +392,7 @@ def test_no_split_when_barrier_unsafe(warmed_up, split_calls, monkeypatch, dtype
                                                  (12, "ragged")])
 def test_no_split_for_row_chunks(warmed_up, split_calls, batch, lengths_kind):
     """From 8 rows on (2 threads) the batch is split by rows: 2 chunks, no barrier."""
-    cell = make_cell("plain", 128, F32)
+    cell = make_cell("plain", 256, F32)
     x = random_inputs(F32, batch)
     lengths = {"none": None, "equal": np.full(batch, 20),
                "ragged": ragged_lengths(batch)}[lengths_kind]
@@ -403,22 +406,53 @@ def test_no_split_for_row_chunks(warmed_up, split_calls, batch, lengths_kind):
 @needs_jit
 def test_no_split_for_little_work(warmed_up, split_calls):
     """Below PARALLEL_MIN_FLOPS the call runs on one thread, without the split."""
-    cell = make_cell("plain", 128, F64)
-    x = random_inputs(F64, 2, steps=12)
-    lengths = np.array([12, 5])
+    cell = make_cell("plain", 256, F64)
+    x = random_inputs(F64, 2, steps=3)
+    lengths = np.array([3, 1])
     assert rnn._recurrent_flops(cell, lengths) < rnn.PARALLEL_MIN_FLOPS
     got = nr.dynamic_rnn(cell, x, sequence_length=lengths)
     assert split_calls == []
     assert_close(got, expected(cell, x, lengths), F64, ATOL)
 
 
+@pytest.fixture
+def plain_environment(monkeypatch):
+    """No OpenMP limits and two CPUs allowed, whatever the machine running the tests."""
+    monkeypatch.delenv("OMP_DYNAMIC", raising=False)
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    monkeypatch.setattr(rnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
 @needs_jit
-def test_barrier_safe_needs_a_known_safe_layer(warmed_up, monkeypatch):
+def test_barrier_safe_needs_a_known_safe_layer(warmed_up, monkeypatch, plain_environment):
     for layer, safe in [(None, False), ("tbb", False), ("omp", True), ("workqueue", True)]:
         monkeypatch.setattr(rnn, "_threading_layer", lambda layer=layer: layer)
-        assert rnn._barrier_safe() is safe, layer
+        assert rnn._barrier_safe(2) is safe, layer
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
-    assert rnn._barrier_safe() is False
+    assert rnn._barrier_safe(2) is False
+
+
+@needs_jit
+@pytest.mark.parametrize("name, value, safe", [
+    ("OMP_DYNAMIC", "true", False), ("OMP_DYNAMIC", "TRUE", False),
+    ("OMP_DYNAMIC", "false", True), ("OMP_THREAD_LIMIT", "1", False),
+    ("OMP_THREAD_LIMIT", "2", True), ("OMP_THREAD_LIMIT", "8", True),
+    ("OMP_THREAD_LIMIT", "junk", False)])
+def test_barrier_safe_respects_openmp_limits(monkeypatch, plain_environment, name, value,
+                                             safe):
+    """A team OpenMP may shrink below the parts would leave a part without a thread."""
+    monkeypatch.setattr(rnn, "_threading_layer", lambda: "omp")
+    monkeypatch.setenv(name, value)
+    assert rnn._barrier_safe(2) is safe
+
+
+@needs_jit
+def test_barrier_safe_needs_a_cpu_per_part(monkeypatch, plain_environment):
+    """Pinned to fewer CPUs than parts, the threads would take turns at every step."""
+    monkeypatch.setattr(rnn, "_threading_layer", lambda: "omp")
+    monkeypatch.setattr(rnn.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert rnn._barrier_safe(2) is False
+    assert rnn._barrier_safe(1) is True
 
 
 # ------------------------------------------------------------ the caller's arrays alone
@@ -431,7 +465,7 @@ def test_arguments_not_modified(split_ready, split_calls, time_major, lengths_ki
                                 state_is_tuple):
     # Time-major, C-contiguous inputs with equal lengths go to the kernels uncopied.
     batch = 3
-    cell = randomize(nr.LSTMCell(128, use_peepholes=True, state_is_tuple=state_is_tuple,
+    cell = randomize(nr.LSTMCell(256, use_peepholes=True, state_is_tuple=state_is_tuple,
                                  dtype=F32), F32)
     x = random_inputs(F32, batch, time_major=time_major)
     lengths = np.full(batch, T) if lengths_kind == "equal" else np.array([4, T, 0])
@@ -452,7 +486,7 @@ def test_arguments_not_modified(split_ready, split_calls, time_major, lengths_ki
 @needs_threads
 def test_many_calls_finish_and_agree(split_ready, split_calls):
     rng = np.random.default_rng(7)
-    cells = {dtype: make_cell("peepholes", 129, dtype) for dtype in (F32, F64)}
+    cells = {dtype: make_cell("peepholes", 257, dtype) for dtype in (F32, F64)}
     cases = []
     for k in range(8):
         dtype = (F32, F64)[k % 2]
@@ -478,15 +512,15 @@ def test_no_barrier_without_jit(monkeypatch):
     """Without compilation the split is never chosen, even with a safe layer reported."""
     if not JIT_DISABLED:
         pytest.skip("only meaningful with NUMBA_DISABLE_JIT=1")
-    assert rnn._barrier_safe() is False
+    assert rnn._barrier_safe(2) is False
     monkeypatch.setattr(rnn, "_threading_layer", lambda: "omp")
-    assert rnn._barrier_safe() is False
+    assert rnn._barrier_safe(2) is False
 
     def forbidden(*args):
         raise AssertionError("lstm_forward_split would deadlock without JIT")
 
     monkeypatch.setattr(lstm_cells, "lstm_forward_split", forbidden)
-    cell = make_cell("plain", 128, F64)
+    cell = make_cell("plain", 256, F64)
     x = random_inputs(F64, 2)
     lengths = np.array([T, 9])
     got = nr.dynamic_rnn(cell, x, sequence_length=lengths, parallel_iterations=2)

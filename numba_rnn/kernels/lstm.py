@@ -13,10 +13,12 @@ Arrays are in the plan layout (see ``kernels.common``). Optional parts are switc
 by empty arrays and negative clip values, so one compiled function per dtype serves
 every option.
 """
+import numba
 import numpy as np
 from numba import prange
 
 from .common import (
+    OPTIONS,
     activate,
     activate_grad,
     active_rows,
@@ -51,7 +53,7 @@ def _plain_cell_row(z, c, m):
         m[k] = z_o[k] * tanh(c_new)
 
 
-@inline
+@numba.njit(**OPTIONS)
 def _cell_row(z, c, m, w_peep, cell_clip, act, use_peep):
     """The gate math of one row: pre-activations z [4H] in, gates (i, act(j), f, o) out in
     their place; c [H] the cell state, updated; m [H] receives o * act(c)."""
@@ -131,7 +133,7 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
             out[t, start:start + n] = m[start:start + n]
 
 
-@inline
+@numba.njit(**OPTIONS)
 def _cell_row_backward(g, c, c_prev, dm, dc, dz, w_peep, cell_clip, act, use_peep):
     """Backward of ``_cell_row`` for one row: the gates g (i, act(j), f, o) and cell
     states c, c_prev it saw, the gradient dm of its output; dc holds the gradient of c

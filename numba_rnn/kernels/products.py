@@ -74,7 +74,7 @@ def _matmul_acc(a, row0, n, w, z):
             return
         lda, ldw, ldz = _blas_layout(a, w, z, k_dim, g_dim)
         if lda < 0:
-            matmul_loops(a, row0, n, w, z)  # rare layouts, never on a hot path
+            _simple_loops(a, row0, n, w, z)  # rare layouts, never on a hot path
             return
         a_ptr = np.int64(a.ctypes.data) + row0 * a.strides[0]
         w_ptr, z_ptr = np.int64(w.ctypes.data), np.int64(z.ctypes.data)
@@ -103,7 +103,7 @@ def _matmul_t_acc(a, col0, n, w, z):
             return
         lda, ldw, ldz = _blas_layout(a, w, z, col0 + n, g_dim)
         if lda < 0:
-            matmul_t_loops(a, col0, n, w, z)
+            matmul_t_loops(a, col0, n, w, z)  # rare layouts, never on a hot path
             return
         gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, np.int64(n), np.int64(g_dim), np.int64(k_dim),
              one, np.int64(a.ctypes.data) + col0 * a.itemsize, np.int64(lda),
@@ -145,7 +145,18 @@ def matmul_loops(a, row0, n, w, z):
         i += 1
 
 
-@inline
+@numba.njit(**OPTIONS)
+def _simple_loops(a, row0, n, w, z):
+    """``matmul_acc`` in the plainest loops: small to compile, for layouts BLAS cannot
+    take, which the kernels never pass on their hot paths."""
+    for i in range(n):
+        for k in range(w.shape[0]):
+            aik = a[row0 + i, k]
+            for j in range(w.shape[1]):
+                z[i, j] += aik * w[k, j]
+
+
+@numba.njit(**OPTIONS)
 def matmul_t_loops(a, col0, n, w, z):
     """``matmul_t_acc`` in plain loops."""
     for k in range(w.shape[0]):

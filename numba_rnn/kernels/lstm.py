@@ -98,6 +98,7 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
     """
     hidden = c.shape[1]
     use_peep = w_peep.shape[0] > 0
+    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     use_proj = w_proj.shape[0] > 0
     save = save_gates.shape[0] > 0
     for chunk in prange(chunk_starts.shape[0] - 1):
@@ -110,7 +111,7 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
             matmul_acc(m, start, n, w_h, z)
             for i in range(n):
                 r = start + i
-                if use_peep or cell_clip >= 0.0 or act != 0:
+                if not plain:
                     _cell_row(z[i], c[r], m_full[i], w_peep, cell_clip, act, use_peep)
                 else:
                     _plain_cell_row(z[i], c[r], m_full[i])
@@ -200,6 +201,7 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
     batch, hidden = c.shape
     per_part = -(-hidden // n_parts)
     use_peep = w_peep.shape[0] > 0
+    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     steps = lengths[0] if batch > 0 else 0
     m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
     m_steps[0] = m
@@ -218,7 +220,7 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
                 matmul_acc(m_steps[t % 2], 0, n, w_h[:, columns],
                            z[:, gate * units:(gate + 1) * units])
             for i in range(n):
-                if use_peep or cell_clip >= 0.0 or act != 0:
+                if not plain:
                     _cell_row(z[i], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
                               use_peep)
                 else:
@@ -247,6 +249,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
     """
     hidden = cs.shape[2]
     use_peep = w_peep.shape[0] > 0
+    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     use_proj = w_proj_t.shape[0] > 0
     zero = like(cs, 0.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
@@ -270,7 +273,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
             for i in range(n):
                 r = start + i
                 c_prev = cs[t - 1, r] if t > 0 else c0[r]
-                if use_peep or cell_clip >= 0.0 or act != 0:
+                if not plain:
                     _cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
                                        dz[t, r], w_peep, cell_clip, act, use_peep)
                 else:

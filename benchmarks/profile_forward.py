@@ -6,8 +6,9 @@ Phases of one ``dynamic_rnn`` call on a BasicLSTMCell (see numba_rnn/engine.py):
 
 - input GEMM: ``x W_x + b`` for all steps at once (NumPy/BLAS), ``engine._project``;
 - recurrence: the compiled kernel ``lstm_forward`` (per step ``m W_h`` + gate math);
-  of which "recurrent matmul alone" is the same ``matmul_acc`` calls over the same
-  chunks with no gate math, compiled here for comparison;
+  of which "recurrent matmul alone" is the same ``matmul_panels_acc`` calls over the
+  same chunks with no gate math, compiled here for comparison, and "pack W_h" the
+  packing of W_h into panels that every call does;
 - the rest: argument checks, layout changes (batch-major <-> time-major copies), plan.
 
 This uses numba_rnn's internals (engine, plan, cell._recur), which may change.
@@ -23,13 +24,13 @@ import numba_rnn as nr
 from numba_rnn.bench.workloads import FORWARD, WORKLOADS, make_data
 from numba_rnn.engine import _project
 from numba_rnn.kernels.common import FASTMATH, active_rows
-from numba_rnn.kernels.products import matmul_acc
+from numba_rnn.kernels.panels import matmul_panels_acc, pack_panels
 from numba_rnn.plan import Plan
 from numba_rnn.threads import thread_limit
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_only(xw, w_h, lengths, chunk_starts, m):
+def matmul_only(xw, w_h_panels, lengths, chunk_starts, m):
     """The recurrence's matrix products alone: what lstm_forward does minus gate math."""
     g = xw.shape[2]
     for chunk in prange(chunk_starts.shape[0] - 1):
@@ -39,7 +40,7 @@ def matmul_only(xw, w_h, lengths, chunk_starts, m):
         for t in range(lengths[start] if stop > start else 0):
             n = active_rows(lengths, start, stop, t)
             z[:n] = xw[t, start:start + n]
-            matmul_acc(m, start, n, w_h, z)
+            matmul_panels_acc(m, start, n, w_h_panels, z)
 
 
 def median_time(fn, repeat):
@@ -69,21 +70,24 @@ def profile(workload, repeat, threads):
         out = np.zeros((workload.steps, workload.batch, h), np.float32)
         cell._recur(xw, plan, arrays, out)
 
+    w_h_panels = pack_panels(w_h)
+
     def matmuls():
-        matmul_only(xw, w_h, plan.lengths, plan.chunk_starts,
+        matmul_only(xw, w_h_panels, plan.lengths, plan.chunk_starts,
                     np.zeros((workload.batch, h), np.float32))
 
     total = median_time(lambda: nr.dynamic_rnn(cell, x, dtype=np.float32), repeat)
     gemm = median_time(lambda: _project(cell, x_tm), repeat)
     recur = median_time(recurrence, repeat)
     mm = median_time(matmuls, repeat)
+    pack = median_time(lambda: pack_panels(w_h), repeat)
     steps = workload.batch * workload.steps
     gemm_flops = 2 * steps * workload.depth * 4 * h
     recur_flops = 2 * steps * h * 4 * h
     flops = {"input GEMM": gemm_flops, "recurrence kernel": recur_flops,
              "  recurrent matmul alone": recur_flops}
     rows = [("total dynamic_rnn", total), ("input GEMM", gemm), ("recurrence kernel", recur),
-            ("  recurrent matmul alone", mm),
+            ("  recurrent matmul alone", mm), ("  pack W_h", pack),
             ("  gate math etc. (difference)", tuple(np.subtract(recur, mm))),
             ("rest (checks, layout, plan)", tuple(np.subtract(total, gemm) - recur))]
     chunks = np.diff(plan.chunk_starts)

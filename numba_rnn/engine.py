@@ -107,7 +107,7 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
     cell, x, out, segments = record
     steps, batch, depth = x.shape
     w_x, _ = cell._input_projection()
-    w_x_t = np.ascontiguousarray(w_x.T)
+    w_x_t = w_x.T  # a view: add_matmul packs it as it is
     grads = {name: np.zeros_like(w) for name, w in cell._weights.items()}
     d_w_x = np.zeros_like(w_x)
     d_b = np.zeros(w_x.shape[1], dtype=x.dtype)

@@ -1,6 +1,7 @@
-"""kernels.products against NumPy's ``@``, computed in float64.
+"""kernels.products and kernels.panels against NumPy's ``@``, computed in float64.
 
-The in-kernel products (``matmul_acc``, ``matmul_t_acc`` and their plain-loop versions) are
+The in-kernel products (``matmul_acc``, ``matmul_t_acc``, their plain-loop versions, and
+``matmul_panels_acc`` on W packed by ``pack_panels``) are
 run over row counts either side of GEMV_ROWS, row and column offsets, empty dimensions,
 mixed dtypes and memory layouts that BLAS can take (through the leading dimension) or
 cannot (the loop fallback). The whole-sequence products (``project``, ``matmul_rows``,
@@ -23,7 +24,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numba_rnn.kernels import blas, products
+from numba_rnn.kernels import blas, panels, products
+from numba_rnn.kernels.panels import matmul_panels_acc, pack_panels
 from numba_rnn.kernels.products import (
     GEMV_ROWS,
     add_matmul,
@@ -62,6 +64,11 @@ def call_loops(a, row0, n, w, z):
 
 
 @numba.njit
+def call_panels(a, row0, n, w, z):
+    matmul_panels_acc(a, row0, n, pack_panels(w), z)
+
+
+@numba.njit
 def call_t_acc(a, col0, n, w, z):
     matmul_t_acc(a, col0, n, w, z)
 
@@ -72,10 +79,11 @@ def call_t_loops(a, col0, n, w, z):
 
 
 # kind -> {kernel: caller}: "rows" products are a[row0 + i, :] @ w, "cols" a[:, col0 + i] @ w.
-CALLERS = {"rows": {"acc": call_acc, "loops": call_loops},
+CALLERS = {"rows": {"acc": call_acc, "loops": call_loops, "panels": call_panels},
            "cols": {"acc": call_t_acc, "loops": call_t_loops}}
+KIND_KERNELS = [(kind, kernel) for kind in CALLERS for kernel in CALLERS[kind]]
 KINDS = pytest.mark.parametrize("kind", ["rows", "cols"])
-KERNELS = pytest.mark.parametrize("kernel", ["acc", "loops"])
+KERNELS = pytest.mark.parametrize("kind, kernel", KIND_KERNELS)
 
 _ANY_LAYOUT = [f"void({t}[:, :], int64, int64, {t}[:, :], {t}[:, :])"
                for t in ("float32", "float64")]
@@ -184,7 +192,6 @@ def operands(kind, rng, dtype, k_dim, g_dim, offset, n, extra=2, z_extra=3):
 @pytest.mark.parametrize("offset", [0, 5])
 @pytest.mark.parametrize("n", range(2 * GEMV_ROWS + 5))
 @KERNELS
-@KINDS
 def test_row_counts(kind, kernel, n, offset, dtype):
     rng = seeded("counts", kind, kernel, n, offset, dtype.__name__)
     a, w, z0 = operands(kind, rng, dtype, 6, 9, offset, n)
@@ -192,11 +199,11 @@ def test_row_counts(kind, kernel, n, offset, dtype):
 
 
 @DTYPES
-@pytest.mark.parametrize("n", [GEMV_ROWS - 1, GEMV_ROWS, 100])
+@pytest.mark.parametrize("n", [GEMV_ROWS - 1, GEMV_ROWS, 100, panels.PANEL_ROWS + 9])
 @KERNELS
-@KINDS
 def test_larger_shapes(kind, kernel, n, dtype):
-    """Sizes past the register and cache blocks of OpenBLAS's kernels."""
+    """Sizes past the register and cache blocks of OpenBLAS's kernels and of the panels
+    (131 columns: full panels and a narrower last one)."""
     rng = seeded("larger", kind, kernel, n, dtype.__name__)
     a, w, z0 = operands(kind, rng, dtype, 67, 131, 3, n)
     check_product(CALLERS[kind][kernel], kind, a, 3, n, w, z0)
@@ -206,7 +213,6 @@ def test_larger_shapes(kind, kernel, n, dtype):
 @pytest.mark.parametrize("n", [0, 1, GEMV_ROWS - 1, GEMV_ROWS, 12])
 @pytest.mark.parametrize("k_dim, g_dim", [(0, 5), (5, 0), (0, 0)])
 @KERNELS
-@KINDS
 def test_empty_dimensions(kind, kernel, k_dim, g_dim, n, dtype):
     rng = seeded("empty", kind, kernel, k_dim, g_dim, n, dtype.__name__)
     a, w, z0 = operands(kind, rng, dtype, k_dim, g_dim, 2, n)
@@ -218,7 +224,6 @@ def test_empty_dimensions(kind, kernel, k_dim, g_dim, n, dtype):
 @pytest.mark.parametrize("w_layout", LAYOUTS)
 @pytest.mark.parametrize("a_layout", LAYOUTS)
 @KERNELS
-@KINDS
 def test_layouts(kind, kernel, a_layout, w_layout, dtype):
     caller = any_layout(kind, kernel)
     for z_layout in LAYOUTS:
@@ -279,11 +284,68 @@ def test_mixed_dtypes(kind, dtypes, layouts):
         check_product(CALLERS[kind]["acc"], kind, a, 1, n, w, z0, layouts, what=f"n={n}")
 
 
+@pytest.mark.parametrize("dtypes", MIXED, ids=lambda d: "-".join(t.__name__ for t in d))
+def test_panels_mixed_dtypes(dtypes):
+    """Panels of one dtype with operands of another: the loop fallback, still right."""
+    a_dtype, w_dtype, z_dtype = dtypes
+    rng = seeded("panels mixed", dtypes)
+    a, w, z0 = uniform(rng, (9, 6), a_dtype), uniform(rng, (6, 40), w_dtype), \
+        uniform(rng, (7, 40), z_dtype)
+    z = z0.copy()
+    matmul_panels_jit(a, 1, 5, pack_panels(w), z)
+    expected, scale = expected_product("rows", a, 1, 5, w, z0)
+    assert_product(z, expected, scale, F32, "mixed dtypes")
+
+
+@DTYPES
+@pytest.mark.parametrize("g_dim", [1, 31, 33, 70])
+def test_panels_touch_nothing_past_z(g_dim, dtype):
+    """The last, narrower panel's padding columns are zero, so a store past the end of a
+    row of z would add 0.0 and leave values equal: surround z with -0.0, which adding
+    +0.0 turns into +0.0, and compare bits."""
+    rng = seeded("panels bounds", g_dim, dtype.__name__)
+    a, w = uniform(rng, (6, 5), dtype), uniform(rng, (5, g_dim), dtype)
+    base = np.full((8, g_dim + 64), -0.0, dtype)
+    z = base[1:7, :g_dim]
+    z[...] = uniform(rng, z.shape, dtype)
+    before = base.copy()
+    call_panels(a, 0, 6, w, z)
+    outside = np.ones(base.shape, bool)
+    outside[1:7, :g_dim] = False
+    bits = np.uint32 if dtype == F32 else np.uint64
+    np.testing.assert_array_equal(base.view(bits)[outside], before.view(bits)[outside])
+
+
+matmul_panels_jit = numba.njit(lambda a, row0, n, p, z: matmul_panels_acc(a, row0, n, p, z))
+
+
+@DTYPES
+@pytest.mark.parametrize("g_dim", [0, 1, 16, 31, 32, 33, 64, 70])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pack_panels(layout, g_dim, dtype):
+    """Panels [ceil(G / width), K, width]: panel p, row k holds W[k, p * width:][:width],
+    zero-padded, from W of any layout; W is left as it was."""
+    rng = seeded("pack", layout, g_dim, dtype.__name__)
+    w = uniform(rng, (5, g_dim), dtype)
+    w_in = place(w, layout, np.nan)[0]
+    check_w = unchanged(w_in)
+    packed = pack_panels(w_in)
+    check_w()
+    width = panels.panel_width(dtype)
+    assert width * np.dtype(dtype).itemsize == 128
+    n_panels = -(-g_dim // width)
+    assert packed.dtype == dtype and packed.shape == (n_panels, 5, width)
+    padded = np.zeros((5, n_panels * width), dtype)
+    padded[:, :g_dim] = w
+    expected = padded.reshape(5, n_panels, width).transpose(1, 0, 2)
+    np.testing.assert_array_equal(packed, expected)
+
+
 @st.composite
 def product_cases(draw):
     """A random in-kernel product, as plain values so failures print readably."""
-    return {"kind": draw(st.sampled_from(["rows", "cols"])),
-            "kernel": draw(st.sampled_from(["acc", "loops"])),
+    kind, kernel = draw(st.sampled_from(KIND_KERNELS))
+    return {"kind": kind, "kernel": kernel,
             "dtype": draw(st.sampled_from([F32, F64])),
             "k_dim": draw(st.integers(0, 12)), "g_dim": draw(st.integers(0, 12)),
             "n": draw(st.integers(0, 20)), "offset": draw(st.integers(0, 6)),
@@ -388,13 +450,13 @@ def test_parallel_kernels_any_split(n_parts, rows, dtype):
     x, w, bias = uniform(rng, (rows, 6), dtype), uniform(rng, (6, 9), dtype), \
         uniform(rng, 9, dtype)
     out = np.full((rows, 9), np.nan, dtype)
-    products.project(x, w, bias, out, n_parts)
+    products.project(x, pack_panels(w), bias, out, n_parts)
     expected, scale = expected_product("rows", x, 0, rows, w, np.zeros((rows, 9)) + bias)
     assert_product(out, expected, scale, dtype, "project")
 
     z0 = uniform(rng, (rows, 9), dtype)
     z = z0.copy()
-    products.matmul_rows(x, w, z, n_parts)
+    products.matmul_rows(x, pack_panels(w), z, n_parts)
     expected, scale = expected_product("rows", x, 0, rows, w, z0)
     assert_product(z, expected, scale, dtype, "matmul_rows")
 

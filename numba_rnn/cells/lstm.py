@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
 from ..kernels.lstm import lstm_backward, lstm_forward, lstm_forward_split, lstm_step
+from ..kernels.panels import pack_panels
 from ..kernels.products import add_matmul_t
 from ..kernels.sync import step_flags
 from .base import KernelCell, LSTMStateTuple, positive_int
@@ -117,7 +118,8 @@ class LSTMCell(KernelCell):
                                dtype.type(self._cell_clip), self._act, plan.lengths, c, m,
                                out, step_flags(plan.column_parts))
             return
-        lstm_forward(xw, w["kernel"][self.input_depth:], self._peepholes(dtype), w_proj,
+        w_h_panels = pack_panels(w["kernel"][self.input_depth:])
+        lstm_forward(xw, w_h_panels, self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
 
@@ -127,9 +129,10 @@ class LSTMCell(KernelCell):
         w_x, bias = self._input_projection()
         w = self._weights
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
-        return lstm_step, (np.ascontiguousarray(w_x), bias, w["kernel"][self.input_depth:],
-                           self._peepholes(dtype), w_proj, dtype.type(self._cell_clip),
-                           dtype.type(self._proj_clip), self._act)
+        w_h_panels = pack_panels(w["kernel"][self.input_depth:])
+        return lstm_step, (np.ascontiguousarray(w_x), bias, w_h_panels, self._peepholes(dtype),
+                           w_proj, dtype.type(self._cell_clip), dtype.type(self._proj_clip),
+                           self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, cs), (c0, m0), (dc, dm) = saved, arrays0, d_arrays
@@ -140,7 +143,7 @@ class LSTMCell(KernelCell):
                     else np.empty((0, 0), dtype))
         dz = np.zeros_like(gates)
         dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
-        lstm_backward(np.ascontiguousarray(w["kernel"][d:].T), self._peepholes(dtype), w_proj_t,
+        lstm_backward(pack_panels(w["kernel"][d:].T), self._peepholes(dtype), w_proj_t,
                       dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                       plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,
                       dm_proj)

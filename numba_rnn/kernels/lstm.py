@@ -32,6 +32,7 @@ from .common import (
     tanh,
     tanh_all,
 )
+from .panels import matmul_panels_acc, pack_panels
 from .products import matmul_acc
 from .sync import SLOT, finish_step
 
@@ -87,14 +88,14 @@ def _cell_row(z, c, m, w_peep, cell_clip, act, use_peep):
 
 
 @jit(parallel=True)
-def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
+def lstm_forward(xw, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act,
                  lengths, chunk_starts, c, m, out, save_gates, save_c):
     """Run the recurrence; ``c`` and ``m`` hold the initial state and receive the final one.
 
-    xw [T, B, 4H]; w_h [P, 4H]; w_peep [3, H] rows (f, i, o) or [0, H]; w_proj [H, P] or
-    [0, 0]; c [B, H]; m [B, P]; out [T, B, P] zero-initialised. When ``save_gates`` is
-    [T, B, 4H] it receives (i, act(j), f, o) and ``save_c`` [T, B, H] the cell state of
-    every step, for the backward pass.
+    xw [T, B, 4H]; w_h_panels is ``pack_panels(W_h)``, W_h [P, 4H]; w_peep [3, H] rows
+    (f, i, o) or [0, H]; w_proj [H, P] or [0, 0]; c [B, H]; m [B, P]; out [T, B, P]
+    zero-initialised. When ``save_gates`` is [T, B, 4H] it receives (i, act(j), f, o) and
+    ``save_c`` [T, B, H] the cell state of every step, for the backward pass.
     """
     hidden = c.shape[1]
     use_peep = w_peep.shape[0] > 0
@@ -108,7 +109,7 @@ def lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act,
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z[:n] = xw[t, start:start + n]
-            matmul_acc(m, start, n, w_h, z)
+            matmul_panels_acc(m, start, n, w_h_panels, z)
             for i in range(n):
                 r = start + i
                 if not plain:
@@ -194,8 +195,8 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
     across threads instead, which meet at a barrier after every step. No projection.
 
     The batch is one chunk, rows sorted by decreasing length. Each part (thread) owns a
-    range of units and multiplies m by its columns of each gate's block of W_h. ``flags``
-    comes from ``sync.step_flags(parts)``.
+    range of units and multiplies m by its columns of each gate's block of W_h, packed
+    into panels of its own. ``flags`` comes from ``sync.step_flags(parts)``.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
@@ -210,15 +211,19 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
         k1 = min(k0 + per_part, hidden)
         units = k1 - k0
         z = np.empty((batch, 4 * units), dtype=xw.dtype)
+        w_part = np.empty((w_h.shape[0], 4 * units), dtype=w_h.dtype)
+        for gate in range(4):
+            w_part[:, gate * units:(gate + 1) * units] = w_h[:, gate * hidden + k0:
+                                                                 gate * hidden + k1]
+        w_part_panels = pack_panels(w_part)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
         for t in range(steps):
             n = active_rows(lengths, 0, batch, t)
             for gate in range(4):
-                columns = slice(gate * hidden + k0, gate * hidden + k1)
-                z[:n, gate * units:(gate + 1) * units] = xw[t, :n, columns]
-                matmul_acc(m_steps[t % 2], 0, n, w_h[:, columns],
-                           z[:, gate * units:(gate + 1) * units])
+                z[:n, gate * units:(gate + 1) * units] = xw[t, :n, gate * hidden + k0:
+                                                               gate * hidden + k1]
+            matmul_panels_acc(m_steps[t % 2], 0, n, w_part_panels, z)
             for i in range(n):
                 if not plain:
                     _cell_row(z[i], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
@@ -234,7 +239,7 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
 
 
 @jit(parallel=True)
-def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, chunk_starts,
+def lstm_backward(w_h_t_panels, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, chunk_starts,
                   gates, cs, out, c0, d_out, dc, dm, dz, dm_proj):
     """Backpropagate through the recurrence, from the last step to the first.
 
@@ -244,7 +249,7 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
     (zero-initialised) receives the gradient of the gate pre-activations, from which
     the caller forms every weight and input gradient with large matrix products;
     ``dm_proj`` [T, B, P] (or [0, B, 0] without projection) that of the projection's
-    output. ``w_h_t`` is W_h transposed [4H, P], ``w_proj_t`` W_proj transposed.
+    output. ``w_h_t_panels`` is ``pack_panels(W_h.T)``, ``w_proj_t`` W_proj transposed.
     Nothing flows into steps past a sequence's end: its rows are not active there.
     """
     hidden = cs.shape[2]
@@ -280,20 +285,20 @@ def lstm_backward(w_h_t, w_peep, w_proj_t, cell_clip, proj_clip, act, lengths, c
                     _plain_cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
                                              dz[t, r])
             dm[start:start + n] = 0.0
-            matmul_acc(dz[t], start, n, w_h_t, dm[start:start + n])
+            matmul_panels_acc(dz[t], start, n, w_h_t_panels, dm[start:start + n])
 
 
 @jit()
 def lstm_step(params, x, state):
     """One step for a whole batch, callable from compiled code (raw_rnn's compiled loop):
     x [B, D], state (c, m) -> (output [B, P], (new c, new m))."""
-    w_x, bias, w_h, w_peep, w_proj, cell_clip, proj_clip, act = params
+    w_x, bias, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act = params
     xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
     xw[0, :] = bias
     matmul_acc(x, 0, x.shape[0], w_x, xw[0])
     c, m = state[0].copy(), state[1].copy()
     out = np.zeros((1, x.shape[0], m.shape[1]), dtype=x.dtype)
     none = np.empty((0, x.shape[0], 0), dtype=x.dtype)
-    lstm_forward(xw, w_h, w_peep, w_proj, cell_clip, proj_clip, act, lengths, chunk_starts,
+    lstm_forward(xw, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act, lengths, chunk_starts,
                  c, m, out, none, none)
     return out[0], (c, m)

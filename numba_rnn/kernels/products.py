@@ -1,12 +1,14 @@
 """Matrix products of the kernels and of the engine.
 
-``matmul_acc`` and ``matmul_t_acc`` are the products inside the kernels (one chunk's rows
-at a time); ``project``, ``matmul_rows`` and ``matmul_t`` are the large products of a
-whole sequence (input projections, input and weight gradients), split across Numba's
-threads. Both call NumPy's OpenBLAS (``kernels.blas``), which the engine keeps on one
-thread (``threads.thread_limit``): BLAS's own threads would spin after each product and
-take a core from the recurrence that follows. Without a usable BLAS (``blas.FOUND``),
-``matmul_acc`` falls back to loops and the large products to NumPy.
+``matmul_acc`` and ``matmul_t_acc`` are products inside the kernels (one chunk's rows at
+a time; the LSTM's recurrent product uses ``panels.matmul_panels_acc`` instead);
+``project``, ``matmul_rows`` and ``matmul_t`` are the large products of a whole sequence
+(input projections, input and weight gradients), split across Numba's threads. The
+first two run on W packed in panels (``kernels.panels``); the others call NumPy's
+OpenBLAS (``kernels.blas``), which the engine keeps on one thread
+(``threads.thread_limit``): BLAS's own threads would spin after each product and take
+a core from the recurrence that follows. Without a usable BLAS (``blas.FOUND``),
+``matmul_acc`` falls back to loops and ``add_matmul_t`` to NumPy.
 
 The Python bodies run only with NUMBA_DISABLE_JIT.
 """
@@ -18,6 +20,7 @@ from numba.extending import overload
 
 from . import blas
 from .common import OPTIONS, inline, jit
+from .panels import matmul_panels_acc, pack_panels
 
 # Below this many rows, one matrix-vector product per row beats a matrix product: GEMM
 # packs W into its own layout on every call, which small products do not pay back.
@@ -182,57 +185,59 @@ def _parts(n_rows):
     return max(1, min(numba.get_num_threads(), n_rows // 16))
 
 
-def _usable(a, w, z, a_rows, a_cols):
-    """Whether BLAS can compute z (+)= op(a) @ w; ValueError if the shapes do not fit."""
+def _same_float(a, w, z, a_rows, a_cols):
+    """Whether a, w, z share a float dtype the kernels take; ValueError if the shapes of
+    z (+)= op(a) @ w do not fit."""
     if a.ndim != 2 or w.shape[0] != a_rows or z.shape != (a_cols, w.shape[1]):
         raise ValueError(f"matrix shapes do not fit: {a.shape}, {w.shape} into {z.shape}")
-    return (blas.FOUND and a.dtype in (np.float32, np.float64)
-            and w.dtype == a.dtype and z.dtype == a.dtype)
+    return a.dtype in (np.float32, np.float64) and w.dtype == a.dtype and z.dtype == a.dtype
 
 
 def affine(x, w, bias):
     """x @ w + bias for x [N, D], as a new [N, G] array."""
     out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-    if (not _usable(x, w, out, x.shape[1], x.shape[0]) or bias.dtype != x.dtype
+    if (not _same_float(x, w, out, x.shape[1], x.shape[0]) or bias.dtype != x.dtype
             or bias.shape != (w.shape[1],)):
         return x @ w + bias
-    project(np.ascontiguousarray(x), np.ascontiguousarray(w), bias, out, _parts(x.shape[0]))
+    project(np.ascontiguousarray(x), pack_panels(w), bias, out, _parts(x.shape[0]))
     return out
 
 
 def add_matmul(a, w, z):
-    """z += a @ w in place (z C-contiguous)."""
-    if not _usable(a, w, z, a.shape[1], a.shape[0]):
+    """z += a @ w in place (z C-contiguous; w may be a transposed view)."""
+    if not _same_float(a, w, z, a.shape[1], a.shape[0]):
         z += a @ w
         return
-    matmul_rows(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
+    matmul_rows(np.ascontiguousarray(a), pack_panels(w), z, _parts(a.shape[0]))
 
 
 def add_matmul_t(a, w, z):
     """z += a^T @ w in place, for a [K, M] (z C-contiguous)."""
-    if not _usable(a, w, z, a.shape[0], a.shape[1]):
+    if not (_same_float(a, w, z, a.shape[0], a.shape[1]) and blas.FOUND):
         z += a.T @ w
         return
     matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
 
 
 @jit(parallel=True)
-def project(x, w, bias, out, n_parts):
-    """out = x @ w + bias for x [N, D], out [N, G] (the input projection of every step)."""
+def project(x, w_panels, bias, out, n_parts):
+    """out = x @ W + bias for x [N, D], out [N, G], ``w_panels = pack_panels(W)`` (the
+    input projection of every step)."""
     for part in prange(n_parts):
         r0, r1 = _thread_rows(x.shape[0], part, n_parts)
         for b0 in range(r0, r1, BLOCK_ROWS):
             b1 = min(b0 + BLOCK_ROWS, r1)
             out[b0:b1] = bias
-            matmul_acc(x, b0, b1 - b0, w, out[b0:b1])
+            matmul_panels_acc(x, b0, b1 - b0, w_panels, out[b0:b1])
 
 
 @jit(parallel=True)
-def matmul_rows(a, w, z, n_parts):
-    """z += a @ w, with the rows of ``a`` and ``z`` split across threads."""
+def matmul_rows(a, w_panels, z, n_parts):
+    """z += a @ W (``w_panels = pack_panels(W)``), the rows of ``a`` and ``z`` split
+    across threads."""
     for part in prange(n_parts):
         r0, r1 = _thread_rows(a.shape[0], part, n_parts)
-        matmul_acc(a, r0, r1 - r0, w, z[r0:r1])
+        matmul_panels_acc(a, r0, r1 - r0, w_panels, z[r0:r1])
 
 
 @jit(parallel=True)

@@ -169,6 +169,15 @@ def times_activate_grad(d, y, code):
 
 
 @inline
+def copy_rows(dst, src):
+    """dst[...] = src for 2-D arrays of one shape. Slice assignment would do, but it
+    compiles a shape-mismatch error message: seconds on a cold start."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@inline
 def chunk_span(chunk_starts, lengths, chunk):
     """Rows [start, stop) of a chunk and the number of steps of its longest sequence."""
     start = chunk_starts[chunk]

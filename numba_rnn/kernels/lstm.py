@@ -23,6 +23,7 @@ from .common import (
     activate_grad,
     active_rows,
     chunk_span,
+    copy_rows,
     inline,
     jit,
     like,
@@ -205,7 +206,7 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
     plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     steps = lengths[0] if batch > 0 else 0
     m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
-    m_steps[0] = m
+    copy_rows(m_steps[0], m)
     for part in prange(n_parts):
         k0 = min(part * per_part, hidden)
         k1 = min(k0 + per_part, hidden)
@@ -213,16 +214,16 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
         z = np.empty((batch, 4 * units), dtype=xw.dtype)
         w_part = np.empty((w_h.shape[0], 4 * units), dtype=w_h.dtype)
         for gate in range(4):
-            w_part[:, gate * units:(gate + 1) * units] = w_h[:, gate * hidden + k0:
-                                                                 gate * hidden + k1]
+            copy_rows(w_part[:, gate * units:(gate + 1) * units],
+                      w_h[:, gate * hidden + k0:gate * hidden + k1])
         w_part_panels = pack_panels(w_part)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
         for t in range(steps):
             n = active_rows(lengths, 0, batch, t)
             for gate in range(4):
-                z[:n, gate * units:(gate + 1) * units] = xw[t, :n, gate * hidden + k0:
-                                                               gate * hidden + k1]
+                copy_rows(z[:n, gate * units:(gate + 1) * units],
+                          xw[t, :n, gate * hidden + k0:gate * hidden + k1])
             matmul_panels_acc(m_steps[t % 2], 0, n, w_part_panels, z)
             for i in range(n):
                 if not plain:
@@ -230,12 +231,12 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
                               use_peep)
                 else:
                     _plain_cell_row(z[i], c_part[i], m_part[i])
-            m_steps[(t + 1) % 2, :n, k0:k1] = m_part[:n]
-            out[t, :n, k0:k1] = m_part[:n]
+            copy_rows(m_steps[(t + 1) % 2, :n, k0:k1], m_part[:n])
+            copy_rows(out[t, :n, k0:k1], m_part[:n])
             finish_step(flags, part, n_parts, t + 1)
-        c[:, k0:k1] = c_part
+        copy_rows(c[:, k0:k1], c_part)
     for i in range(batch):
-        m[i] = m_steps[lengths[i] % 2, i]  # written by the sequence's last step
+        copy_rows(m[i:i + 1], m_steps[lengths[i] % 2, i:i + 1])  # the row's last step
 
 
 @jit(parallel=True)

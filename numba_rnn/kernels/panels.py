@@ -44,74 +44,89 @@ def _micro_kernel(rows):
         sig = types.void(like, *(types.int64,) * 7)
 
         def codegen(context, builder, signature, args):
-            _, k_dim, a_ptr, lda, w_ptr, z_ptr, ldz, cols = args
             f_type = context.get_value_type(like)
-            item = context.get_abi_sizeof(f_type)
-            width = 128 // item
-            v_type = ir.VectorType(f_type, width)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            suffix = f"v{width}f{8 * item}"
-            module = builder.module
-            fma = cgutils.get_or_insert_function(
-                module, ir.FunctionType(v_type, [v_type] * 3), f"llvm.fma.{suffix}")
-
-            def address(base, elements, pointer_type):
-                offset = builder.mul(elements, ir.Constant(i64, item))
-                return builder.inttoptr(builder.add(base, offset), pointer_type)
-
-            # for k in range(k_dim): acc[r] = fma(splat(a[r, k]), panel[k], acc[r])
-            entry = builder.basic_block
-            loop = builder.append_basic_block("panel.loop")
-            done = builder.append_basic_block("panel.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            zero = ir.Constant(v_type, [0.0] * width)
-            acc = [builder.phi(v_type) for _ in range(rows)]
-            w_row = builder.load(address(w_ptr, builder.mul(k, ir.Constant(i64, width)),
-                                         v_type.as_pointer()), align=item)
-            new_acc = []
-            for r in range(rows):
-                acc[r].add_incoming(zero, entry)
-                a_rk = builder.load(address(a_ptr, builder.add(
-                    builder.mul(ir.Constant(i64, r), lda), k), f_type.as_pointer()))
-                new_acc.append(builder.call(fma, [_splat(builder, a_rk, v_type), w_row, acc[r]]))
-            k_next = builder.add(k, ir.Constant(i64, 1))
-            k.add_incoming(k_next, loop)
-            for r in range(rows):
-                acc[r].add_incoming(new_acc[r], loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k_dim), loop, done)
-
-            # z[r, :cols] += acc[r]; a masked load and store for a last, narrower panel.
-            builder.position_at_end(done)
-            z_rows = [address(z_ptr, builder.mul(ir.Constant(i64, r), ldz), v_type.as_pointer())
-                      for r in range(rows)]
-            full = builder.icmp_signed("==", cols, ir.Constant(i64, width))
-            with builder.if_else(full) as (then, otherwise):
-                with then:
-                    for r in range(rows):
-                        total = builder.fadd(builder.load(z_rows[r], align=item), new_acc[r])
-                        builder.store(total, z_rows[r], align=item)
-                with otherwise:
-                    m_type = ir.VectorType(ir.IntType(1), width)
-                    lanes = ir.Constant(ir.VectorType(i64, width), list(range(width)))
-                    mask = builder.icmp_signed("<", lanes, _splat(builder, cols, lanes.type))
-                    p_type = v_type.as_pointer()
-                    load = cgutils.get_or_insert_function(
-                        module, ir.FunctionType(v_type, [p_type, i32, m_type, v_type]),
-                        f"llvm.masked.load.{suffix}.p0{suffix}")
-                    store = cgutils.get_or_insert_function(
-                        module, ir.FunctionType(ir.VoidType(), [v_type, p_type, i32, m_type]),
-                        f"llvm.masked.store.{suffix}.p0{suffix}")
-                    align = ir.Constant(i32, item)
-                    for r in range(rows):
-                        old = builder.call(load, [z_rows[r], align, mask, zero])
-                        builder.call(store, [builder.fadd(old, new_acc[r]), z_rows[r], align,
-                                             mask])
+            builder.call(_define(builder.module, rows, f_type, context.get_abi_sizeof(f_type)),
+                         args[1:])
             return context.get_dummy_value()
         return sig, codegen
     return kernel
+
+
+def _define(module, rows, f_type, item):
+    """The micro-kernel as an LLVM function of its own, defined once per module and not
+    inlined: inlined at every call site, it added seconds to compiling each kernel."""
+    width = 128 // item
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    function = cgutils.get_or_insert_function(
+        module, ir.FunctionType(ir.VoidType(), [i64] * 7),
+        f"numba_rnn_panel_kernel_{rows}x{width}_f{8 * item}")
+    if not function.is_declaration:
+        return function
+    function.linkage = "linkonce_odr"
+    function.attributes.add("noinline")
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    k_dim, a_ptr, lda, w_ptr, z_ptr, ldz, cols = function.args
+    v_type = ir.VectorType(f_type, width)
+    suffix = f"v{width}f{8 * item}"
+    fma = cgutils.get_or_insert_function(
+        module, ir.FunctionType(v_type, [v_type] * 3), f"llvm.fma.{suffix}")
+
+    def address(base, elements, pointer_type):
+        offset = builder.mul(elements, ir.Constant(i64, item))
+        return builder.inttoptr(builder.add(base, offset), pointer_type)
+
+    # for k in range(k_dim): acc[r] = fma(splat(a[r, k]), panel[k], acc[r])
+    entry = builder.basic_block
+    loop = builder.append_basic_block("panel.loop")
+    done = builder.append_basic_block("panel.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(ir.Constant(i64, 0), entry)
+    zero = ir.Constant(v_type, [0.0] * width)
+    acc = [builder.phi(v_type) for _ in range(rows)]
+    w_row = builder.load(address(w_ptr, builder.mul(k, ir.Constant(i64, width)),
+                                 v_type.as_pointer()), align=item)
+    new_acc = []
+    for r in range(rows):
+        acc[r].add_incoming(zero, entry)
+        a_rk = builder.load(address(a_ptr, builder.add(
+            builder.mul(ir.Constant(i64, r), lda), k), f_type.as_pointer()))
+        new_acc.append(builder.call(fma, [_splat(builder, a_rk, v_type), w_row, acc[r]]))
+    k_next = builder.add(k, ir.Constant(i64, 1))
+    k.add_incoming(k_next, loop)
+    for r in range(rows):
+        acc[r].add_incoming(new_acc[r], loop)
+    builder.cbranch(builder.icmp_signed("<", k_next, k_dim), loop, done)
+
+    # z[r, :cols] += acc[r]; a masked load and store for a last, narrower panel.
+    builder.position_at_end(done)
+    z_rows = [address(z_ptr, builder.mul(ir.Constant(i64, r), ldz), v_type.as_pointer())
+              for r in range(rows)]
+    full = builder.icmp_signed("==", cols, ir.Constant(i64, width))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            for r in range(rows):
+                total = builder.fadd(builder.load(z_rows[r], align=item), new_acc[r])
+                builder.store(total, z_rows[r], align=item)
+        with otherwise:
+            m_type = ir.VectorType(ir.IntType(1), width)
+            lanes = ir.Constant(ir.VectorType(i64, width), list(range(width)))
+            mask = builder.icmp_signed("<", lanes, _splat(builder, cols, lanes.type))
+            p_type = v_type.as_pointer()
+            load = cgutils.get_or_insert_function(
+                module, ir.FunctionType(v_type, [p_type, i32, m_type, v_type]),
+                f"llvm.masked.load.{suffix}.p0{suffix}")
+            store = cgutils.get_or_insert_function(
+                module, ir.FunctionType(ir.VoidType(), [v_type, p_type, i32, m_type]),
+                f"llvm.masked.store.{suffix}.p0{suffix}")
+            align = ir.Constant(i32, item)
+            for r in range(rows):
+                old = builder.call(load, [z_rows[r], align, mask, zero])
+                builder.call(store, [builder.fadd(old, new_acc[r]), z_rows[r], align,
+                                     mask])
+    builder.ret_void()
+    return function
 
 
 def _splat(builder, value, v_type):

@@ -227,7 +227,9 @@ def project(x, w_panels, bias, out, n_parts):
         r0, r1 = _thread_rows(x.shape[0], part, n_parts)
         for b0 in range(r0, r1, BLOCK_ROWS):
             b1 = min(b0 + BLOCK_ROWS, r1)
-            out[b0:b1] = bias
+            for i in range(b0, b1):  # not out[b0:b1] = bias: that compiles seconds longer
+                for j in range(out.shape[1]):
+                    out[i, j] = bias[j]
             matmul_panels_acc(x, b0, b1 - b0, w_panels, out[b0:b1])
 
 

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
+from ..kernels.panels import pack_panels
 from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
@@ -40,18 +41,19 @@ class BasicRNNCell(KernelCell):
     def _recur(self, xw, plan, arrays, out, saved=None):
         (h,) = arrays  # the outputs are the states: nothing else to save
         w_h = self._weights["kernel"][self.input_depth:]
-        basic_rnn_forward(xw, w_h, self._act, plan.lengths, plan.chunk_starts, h, out)
+        basic_rnn_forward(xw, pack_panels(w_h), self._act, plan.lengths, plan.chunk_starts, h, out)
 
     def _step_function(self, dtype):
         w_x, bias = self._input_projection()
         return basic_rnn_step, (np.ascontiguousarray(w_x), bias,
-                                self._weights["kernel"][self.input_depth:], self._act)
+                                pack_panels(self._weights["kernel"][self.input_depth:]),
+                                self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (h0,), (dh,) = arrays0, d_arrays
         w_h = self._weights["kernel"][self.input_depth:]
         dz = np.zeros_like(out)
-        basic_rnn_backward(np.ascontiguousarray(w_h.T), self._act, plan.lengths,
+        basic_rnn_backward(pack_panels(w_h.T), self._act, plan.lengths,
                            plan.chunk_starts, out, d_out, dh, dz)
         h_prev = previous_steps(out, h0).reshape(-1, self.num_units)
         add_matmul_t(h_prev, dz.reshape(-1, self.num_units), grads["kernel"][self.input_depth:])

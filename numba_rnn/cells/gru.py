@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.common import empty_like_rows, previous_steps
 from ..kernels.gru import gru_backward, gru_forward, gru_step
+from ..kernels.panels import pack_panels
 from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
@@ -64,24 +65,25 @@ class GRUCell(KernelCell):
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
         none = empty_like_rows(xw.shape[1], xw.dtype)
         gates, hc = saved if saved else (none, none)
-        gru_forward(xw, w["gates/kernel"][d:], w["candidate/kernel"][d:], b_rec,
-                    self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out,
+        gru_forward(xw, pack_panels(w["gates/kernel"][d:]), pack_panels(w["candidate/kernel"][d:]),
+                    b_rec, self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out,
                     gates, hc)
 
     def _step_function(self, dtype):
         d, w = self.input_depth, self._weights
         w_x, bias = self._input_projection()
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
-        return gru_step, (np.ascontiguousarray(w_x), bias, w["gates/kernel"][d:],
-                          w["candidate/kernel"][d:], b_rec, self.reset_after, self._act)
+        return gru_step, (np.ascontiguousarray(w_x), bias, pack_panels(w["gates/kernel"][d:]),
+                          pack_panels(w["candidate/kernel"][d:]), b_rec, self.reset_after,
+                          self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, hc), (h0,), (dh,) = saved, arrays0, d_arrays
         d, h, w = self.input_depth, self.num_units, self._weights
         dz = np.zeros_like(gates)
         d_hc = np.zeros_like(hc)
-        gru_backward(np.ascontiguousarray(w["gates/kernel"][d:].T),
-                     np.ascontiguousarray(w["candidate/kernel"][d:].T), self.reset_after,
+        gru_backward(pack_panels(w["gates/kernel"][d:].T),
+                     pack_panels(w["candidate/kernel"][d:].T), self.reset_after,
                      self._act, plan.lengths, plan.chunk_starts, gates, hc, out, h0, d_out, dh,
                      dz, d_hc)
         h_prev = previous_steps(out, h0).reshape(-1, h)

@@ -13,14 +13,16 @@ from .common import (
     one_step_plan,
     times_activate_grad,
 )
+from .panels import matmul_panels_acc
 from .products import matmul_acc
 
 
 @jit(parallel=True)
-def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
+def basic_rnn_forward(xw, w_h_panels, act, lengths, chunk_starts, h, out):
     """Run the recurrence; ``h`` [B, H] holds the initial state and receives the final one.
 
-    xw [T, B, H] (input projection plus bias); w_h [H, H]; out [T, B, H] zero-initialised.
+    xw [T, B, H] (input projection plus bias); w_h_panels = ``pack_panels(W_h)``, W_h
+    [H, H]; out [T, B, H] zero-initialised.
     The outputs are the states, so the backward pass needs nothing saved beyond ``out``.
     """
     hidden = h.shape[1]
@@ -30,7 +32,7 @@ def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z[:n] = xw[t, start:start + n]
-            matmul_acc(h, start, n, w_h, z)
+            matmul_panels_acc(h, start, n, w_h_panels, z)
             for i in range(n):
                 activate_all(z[i], act)
                 h[start + i] = z[i]
@@ -38,11 +40,11 @@ def basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out):
 
 
 @jit(parallel=True)
-def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
+def basic_rnn_backward(w_h_t_panels, act, lengths, chunk_starts, out, d_out, dh, dz):
     """Backpropagate from the last step to the first: ``dh`` [B, H] holds the gradient of
     the final state and receives that of the initial one; ``dz`` [T, B, H]
-    (zero-initialised) receives the gradient of the pre-activations. ``w_h_t`` is W_h
-    transposed.
+    (zero-initialised) receives the gradient of the pre-activations. ``w_h_t_panels``
+    is ``pack_panels(W_h.T)``.
     """
     hidden = dh.shape[1]
     for chunk in prange(chunk_starts.shape[0] - 1):
@@ -56,18 +58,18 @@ def basic_rnn_backward(w_h_t, act, lengths, chunk_starts, out, d_out, dh, dz):
                     dz_row[k] = dh_row[k] + d_out_row[k]
                 times_activate_grad(dz_row, out[t, r], act)
             dh[start:start + n] = 0.0
-            matmul_acc(dz[t], start, n, w_h_t, dh[start:start + n])
+            matmul_panels_acc(dz[t], start, n, w_h_t_panels, dh[start:start + n])
 
 
 @jit()
 def basic_rnn_step(params, x, h):
     """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
     (output, new h), the output being the new h."""
-    w_x, bias, w_h, act = params
+    w_x, bias, w_h_panels, act = params
     xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
     xw[0, :] = bias
     matmul_acc(x, 0, x.shape[0], w_x, xw[0])
     h = h.copy()
     out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
-    basic_rnn_forward(xw, w_h, act, lengths, chunk_starts, h, out)
+    basic_rnn_forward(xw, w_h_panels, act, lengths, chunk_starts, h, out)
     return out[0], h

@@ -22,15 +22,17 @@ from .common import (
     sigmoid_all,
     times_activate_grad,
 )
+from .panels import matmul_panels_acc
 from .products import matmul_acc
 
 
 @jit(parallel=True)
-def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts, h, out,
-                save_gates, save_hc):
+def gru_forward(xw, w_ru_panels, w_c_panels, b_c_rec, reset_after, act, lengths,
+                chunk_starts, h, out, save_gates, save_hc):
     """Run the recurrence; ``h`` [B, H] holds the initial state and receives the final one.
 
-    xw [T, B, 3H]; w_ru [H, 2H]; w_c [H, H]; b_c_rec [H] (used when reset_after);
+    xw [T, B, 3H]; w_ru_panels, w_c_panels = ``pack_panels`` of W_ru [H, 2H] and W_c
+    [H, H]; b_c_rec [H] (used when reset_after);
     out [T, B, H] zero-initialised. When ``save_gates`` is [T, B, 3H] it receives (r, u, c)
     of every step and ``save_hc`` [T, B, H] the recurrent candidate term
     (h_prev W_c + b_c_rec) of the reset_after form, for the backward pass.
@@ -46,13 +48,13 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
             z_ru[:n] = xw[t, start:start + n, :2 * hidden]
-            matmul_acc(h, start, n, w_ru, z_ru)
+            matmul_panels_acc(h, start, n, w_ru_panels, z_ru)
             for i in range(n):
                 sigmoid_all(z_ru[i])  # the gates r, u in place
             if reset_after:
                 for i in range(n):
                     z_c[i] = b_c_rec
-                matmul_acc(h, start, n, w_c, z_c)
+                matmul_panels_acc(h, start, n, w_c_panels, z_c)
                 for i in range(n):
                     if save:
                         save_hc[t, start + i] = z_c[i]
@@ -65,7 +67,7 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
                     for k in range(hidden):
                         reset_h[k] = g_r[k] * h_prev[k]
                 z_c[:n] = xw[t, start:start + n, 2 * hidden:]
-                matmul_acc(rh, 0, n, w_c, z_c)
+                matmul_panels_acc(rh, 0, n, w_c_panels, z_c)
             for i in range(n):
                 r = start + i
                 activate_all(z_c[i], act)  # the candidate in place
@@ -79,8 +81,8 @@ def gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts,
 
 
 @jit(parallel=True)
-def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, hc, out, h0,
-                 d_out, dh, dz, d_hc):
+def gru_backward(w_ru_t_panels, w_c_t_panels, reset_after, act, lengths, chunk_starts,
+                 gates, hc, out, h0, d_out, dh, dz, d_hc):
     """Backpropagate through the recurrence, from the last step to the first.
 
     ``gates`` [T, B, 3H] (r, u, c) and ``hc`` are what ``gru_forward`` saved, ``out`` its
@@ -88,7 +90,8 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
     of the final state and receives that of the initial state. ``dz`` [T, B, 3H]
     (zero-initialised) receives the gradients of the pre-activations of r, u and the
     candidate; with ``reset_after``, ``d_hc`` [T, B, H] that of h_prev W_c + b_c_rec.
-    ``w_ru_t`` [2H, H] and ``w_c_t`` [H, H] are the recurrent weights transposed.
+    ``w_ru_t_panels`` and ``w_c_t_panels`` are ``pack_panels`` of the recurrent weights
+    transposed (W_ru^T [2H, H], W_c^T [H, H]).
     """
     hidden = h0.shape[1]
     one = like(h0, 1.0)
@@ -119,10 +122,10 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                     for k in range(hidden):
                         d_hc_row[k] = dz_c[k] * g_r[k]
                         dz_r[k] = dz_c[k] * hc_row[k] * g_r[k] * (one - g_r[k])
-                matmul_acc(d_hc[t], start, n, w_c_t, dh_prev)
+                matmul_panels_acc(d_hc[t], start, n, w_c_t_panels, dh_prev)
             else:
                 d_rh[:n] = 0.0
-                matmul_acc(dz[t, :, 2 * hidden:], start, n, w_c_t, d_rh)
+                matmul_panels_acc(dz[t, :, 2 * hidden:], start, n, w_c_t_panels, d_rh)
                 for i in range(n):
                     r = start + i
                     h_prev = out[t - 1, r] if t > 0 else h0[r]
@@ -131,7 +134,7 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
                     for k in range(hidden):
                         dz_r[k] = d_rh_row[k] * h_prev[k] * g_r[k] * (one - g_r[k])
                         dh_prev_row[k] += d_rh_row[k] * g_r[k]
-            matmul_acc(dz[t, :, :2 * hidden], start, n, w_ru_t, dh_prev)
+            matmul_panels_acc(dz[t, :, :2 * hidden], start, n, w_ru_t_panels, dh_prev)
             dh[start:start + n] = dh_prev[:n]
 
 
@@ -139,13 +142,13 @@ def gru_backward(w_ru_t, w_c_t, reset_after, act, lengths, chunk_starts, gates, 
 def gru_step(params, x, h):
     """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
     (output, new h), the output being the new h."""
-    w_x, bias, w_ru, w_c, b_c_rec, reset_after, act = params
+    w_x, bias, w_ru_panels, w_c_panels, b_c_rec, reset_after, act = params
     xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
     xw[0, :] = bias
     matmul_acc(x, 0, x.shape[0], w_x, xw[0])
     h = h.copy()
     out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
     none = np.empty((0, x.shape[0], 0), dtype=x.dtype)
-    gru_forward(xw, w_ru, w_c, b_c_rec, reset_after, act, lengths, chunk_starts, h, out, none,
-                none)
+    gru_forward(xw, w_ru_panels, w_c_panels, b_c_rec, reset_after, act, lengths, chunk_starts,
+                h, out, none, none)
     return out[0], h

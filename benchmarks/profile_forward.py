@@ -2,14 +2,16 @@
 
 Run: python benchmarks/profile_forward.py [W1 W7 ...] [--repeat 20]
 
-Phases of one ``dynamic_rnn`` call on a BasicLSTMCell (see numba_rnn/engine.py):
+Phases of one ``dynamic_rnn`` call on a BasicLSTMCell (see numba_rnn/engine.py), always
+with the batch split by rows (the plan made here never splits the hidden units):
 
-- input GEMM: ``x W_x + b`` for all steps at once (NumPy/BLAS), ``engine._project``;
-- recurrence: the compiled kernel ``lstm_forward`` (per step ``m W_h`` + gate math);
-  of which "recurrent matmul alone" is the same ``matmul_panels_acc`` calls over the
-  same chunks with no gate math, compiled here for comparison, and "pack W_h" the
-  packing of W_h into panels that every call does;
-- the rest: argument checks, layout changes (batch-major <-> time-major copies), plan.
+- recurrence kernel: ``lstm_forward``, which per step computes ``x W_x + b + m W_h`` and
+  the gate math; of which "matrix products alone" is the same ``matmul_panels_acc`` calls
+  over the same chunks with no gate math, compiled here for comparison, and "pack W_x,
+  W_h" the packing into panels that every call does;
+- the rest: argument checks, layout changes (batch-major <-> time-major copies), plan;
+- for comparison, the input projection of all steps as one product
+  (``KernelCell._project``, what the column split and the other cells use).
 
 This uses numba_rnn's internals (engine, plan, cell._recur), which may change.
 """
@@ -22,7 +24,6 @@ from numba import prange
 
 import numba_rnn as nr
 from numba_rnn.bench.workloads import FORWARD, WORKLOADS, make_data
-from numba_rnn.engine import _project
 from numba_rnn.kernels.common import FASTMATH, active_rows
 from numba_rnn.kernels.panels import matmul_panels_acc, pack_panels
 from numba_rnn.plan import Plan
@@ -30,16 +31,16 @@ from numba_rnn.threads import thread_limit
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_only(xw, w_h_panels, lengths, chunk_starts, m):
+def matmul_only(x, w_x_panels, w_h_panels, lengths, chunk_starts, m):
     """The recurrence's matrix products alone: what lstm_forward does minus gate math."""
-    g = xw.shape[2]
+    g = w_h_panels.shape[0] * w_h_panels.shape[2]
     for chunk in prange(chunk_starts.shape[0] - 1):
         start = chunk_starts[chunk]
         stop = chunk_starts[chunk + 1]
-        z = np.empty((stop - start, g), dtype=xw.dtype)
+        z = np.zeros((stop - start, g), dtype=x.dtype)
         for t in range(lengths[start] if stop > start else 0):
             n = active_rows(lengths, start, stop, t)
-            z[:n] = xw[t, start:start + n]
+            matmul_panels_acc(x[t], start, n, w_x_panels, z)
             matmul_panels_acc(m, start, n, w_h_panels, z)
 
 
@@ -62,34 +63,35 @@ def profile(workload, repeat, threads):
     x_tm = np.ascontiguousarray(np.moveaxis(x, 1, 0))
     plan = Plan(data.lengths, threads)
     h = workload.units
-    xw = _project(cell, x_tm)
+    w_x = cell._weights["kernel"][:workload.depth]
     w_h = cell._weights["kernel"][workload.depth:]
 
     def recurrence():
         arrays = [np.zeros((workload.batch, h), np.float32) for _ in range(2)]
         out = np.zeros((workload.steps, workload.batch, h), np.float32)
-        cell._recur(xw, plan, arrays, out)
+        cell._recur(x_tm, plan, arrays, out)
 
-    w_h_panels = pack_panels(w_h)
+    w_x_panels, w_h_panels = pack_panels(w_x), pack_panels(w_h)
 
     def matmuls():
-        matmul_only(xw, w_h_panels, plan.lengths, plan.chunk_starts,
+        matmul_only(x_tm, w_x_panels, w_h_panels, plan.lengths, plan.chunk_starts,
                     np.zeros((workload.batch, h), np.float32))
 
     total = median_time(lambda: nr.dynamic_rnn(cell, x, dtype=np.float32), repeat)
-    gemm = median_time(lambda: _project(cell, x_tm), repeat)
     recur = median_time(recurrence, repeat)
     mm = median_time(matmuls, repeat)
-    pack = median_time(lambda: pack_panels(w_h), repeat)
+    pack = median_time(lambda: (pack_panels(w_x), pack_panels(w_h)), repeat)
+    gemm = median_time(lambda: cell._project(x_tm), repeat)
     steps = workload.batch * workload.steps
     gemm_flops = 2 * steps * workload.depth * 4 * h
-    recur_flops = 2 * steps * h * 4 * h
-    flops = {"input GEMM": gemm_flops, "recurrence kernel": recur_flops,
-             "  recurrent matmul alone": recur_flops}
-    rows = [("total dynamic_rnn", total), ("input GEMM", gemm), ("recurrence kernel", recur),
-            ("  recurrent matmul alone", mm), ("  pack W_h", pack),
+    recur_flops = gemm_flops + 2 * steps * h * 4 * h
+    flops = {"recurrence kernel": recur_flops, "  matrix products alone": recur_flops,
+             "input projection alone": gemm_flops}
+    rows = [("total dynamic_rnn", total), ("recurrence kernel", recur),
+            ("  matrix products alone", mm), ("  pack W_x, W_h", pack),
             ("  gate math etc. (difference)", tuple(np.subtract(recur, mm))),
-            ("rest (checks, layout, plan)", tuple(np.subtract(total, gemm) - recur))]
+            ("rest (checks, layout, plan)", tuple(np.subtract(total, recur))),
+            ("input projection alone", gemm)]
     chunks = np.diff(plan.chunk_starts)
     print(f"{workload}, {threads} thread(s), plan chunks {chunks.tolist()}; "
           f"median, min of {repeat} calls")

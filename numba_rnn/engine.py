@@ -5,8 +5,9 @@ Input: time-major leaves ``[T, B, ...]`` whose batch rows are in plan order (see
 final state, still in plan order; the API layer puts them back in the caller's layout.
 
 - Built-in cells (``KernelCell``): the input projection of all steps is one large
-  product (``kernels.products.affine``: BLAS calls split across Numba's threads), then
-  the cell's compiled kernel runs the whole time loop.
+  product (``KernelCell._project``, split across Numba's threads), then the cell's
+  compiled kernel runs the whole time loop; the LSTM's kernel computes each step's
+  projection itself instead.
 - ``MultiRNNCell``: one layer over the whole sequence, then the next.
 - Any other ``RNNCell``: its Python ``__call__`` once per step, with finished sequences
   masked as ``dynamic_rnn`` specifies (the slow path for custom cells).
@@ -16,7 +17,7 @@ import numpy as np
 from . import nest
 from .cells.base import KernelCell, size_shape
 from .cells.multi import MultiRNNCell
-from .kernels.products import add_matmul, add_matmul_t, affine
+from .kernels.products import add_matmul, add_matmul_t
 
 
 class Tape:
@@ -73,13 +74,6 @@ def backward_cell(cell, records, plan, d_out, d_state):
     return _backward_kernel_cell(records.pop(), plan, d_out, d_state)
 
 
-def _project(cell, x):
-    """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
-    w_x, bias = cell._input_projection()
-    steps, batch, depth = x.shape
-    return affine(x.reshape(steps * batch, depth), w_x, bias).reshape(steps, batch, len(bias))
-
-
 def _copies(arrays):
     return [np.array(a, order="C", copy=True) for a in arrays]
 
@@ -89,7 +83,7 @@ def _run_kernel_cell(cell, x, plan, state, tape):
     arrays = _copies(cell._state_arrays(nest.flatten(state)))
     out = np.zeros((steps, batch, cell.output_size), dtype=x.dtype)
     if tape is None:
-        cell._recur(_project(cell, x), plan, arrays, out)
+        cell._recur(cell._recur_inputs(x), plan, arrays, out)
     else:
         every = tape.checkpoint_every or max(steps, 1)
         segments = []
@@ -97,7 +91,7 @@ def _run_kernel_cell(cell, x, plan, state, tape):
             t1 = min(t0 + every, steps)
             saved = None if tape.checkpoint_every else cell._saved(t1 - t0, batch, x.dtype)
             segments.append((t0, t1, _copies(arrays), saved))
-            cell._recur(_project(cell, x[t0:t1]), plan.segment(t0, t1), arrays,
+            cell._recur(cell._recur_inputs(x[t0:t1]), plan.segment(t0, t1), arrays,
                         out[t0:t1], saved)
         tape.records.append((cell, x, out, segments))
     return out, nest.pack_sequence_as(cell.state_size, cell._state_leaves(arrays))
@@ -117,7 +111,7 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
         part = plan.segment(t0, t1)
         if saved is None:  # checkpointed: recompute this segment's activations
             saved = cell._saved(t1 - t0, batch, x.dtype)
-            cell._recur(_project(cell, x[t0:t1]), part, _copies(arrays0),
+            cell._recur(cell._recur_inputs(x[t0:t1]), part, _copies(arrays0),
                         np.zeros_like(out[t0:t1]), saved)
         dz = cell._recur_backward(part, saved, out[t0:t1], arrays0, d_out[t0:t1], d_arrays,
                                   grads)

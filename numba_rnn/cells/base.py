@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from .. import nest
+from ..kernels.products import affine
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -213,6 +214,8 @@ class KernelCell(RNNCell):
       leaves ([B, s] each) to the arrays the kernel updates in place, and back;
     - ``_recur(xw, plan, arrays, out, saved=None)``: run the kernel over the plan,
       filling ``saved`` (made by ``_saved(steps, batch, dtype)``) for the backward pass;
+      it gets the inputs x [T, B, D] instead of xw when ``_projects_in_kernel`` is True
+      (its kernel then computes each step's x W_x + b itself);
     - ``_recur_backward(plan, saved, out, arrays0, d_out, d_arrays, grads)``: run the
       backward kernel; returns the gradient of the input projection ``xw``, turns
       ``d_arrays`` into the gradient of the initial state ``arrays0`` and adds the
@@ -226,6 +229,9 @@ class KernelCell(RNNCell):
       -> (output, state leaves)``, its params), for raw_rnn's compiled loop; None if
       the cell's state form is not supported there.
     """
+
+    # True when the kernel computes each step's x W_x + b itself: _recur then gets x.
+    _projects_in_kernel = False
 
     def __init__(self, num_units, activation=None, name=None, dtype=None, seed=None):
         super().__init__(name=name, dtype=dtype, seed=seed)
@@ -246,6 +252,17 @@ class KernelCell(RNNCell):
 
     def _splits_columns(self):
         return False
+
+    def _project(self, x):
+        """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
+        w_x, bias = self._input_projection()
+        steps, batch, depth = x.shape
+        xw = affine(x.reshape(steps * batch, depth), w_x, bias)
+        return xw.reshape(steps, batch, len(bias))
+
+    def _recur_inputs(self, x):
+        """What ``_recur`` takes: x W_x + b, or x itself if the kernel projects."""
+        return x if self._projects_in_kernel else self._project(x)
 
     def _input_projection_grads(self, grads, d_w_x, d_b):
         grads["kernel"][:self.input_depth] += d_w_x

@@ -106,20 +106,25 @@ class LSTMCell(KernelCell):
         # (measured: break-even between 128 and 256 units on 2 threads).
         return self.num_proj is None and self.num_units >= 256
 
-    def _recur(self, xw, plan, arrays, out, saved=None):
+    # Each step's x W_x + b is computed in the kernel (see ``lstm_forward``).
+    _projects_in_kernel = True
+
+    def _recur(self, x, plan, arrays, out, saved=None):
         c, m = arrays
         w = self._weights
-        dtype = xw.dtype
+        dtype = x.dtype
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
-        none = empty_like_rows(xw.shape[1], dtype)
+        none = empty_like_rows(x.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
         if plan.column_parts > 1 and not saved and not w_proj.size:
-            lstm_forward_split(xw, w["kernel"][self.input_depth:], self._peepholes(dtype),
-                               dtype.type(self._cell_clip), self._act, plan.lengths, c, m,
-                               out, step_flags(plan.column_parts))
+            lstm_forward_split(self._project(x), w["kernel"][self.input_depth:],
+                               self._peepholes(dtype), dtype.type(self._cell_clip), self._act,
+                               plan.lengths, c, m, out, step_flags(plan.column_parts))
             return
+        w_x, bias = self._input_projection()
         w_h_panels = pack_panels(w["kernel"][self.input_depth:])
-        lstm_forward(xw, w_h_panels, self._peepholes(dtype), w_proj,
+        lstm_forward(np.ascontiguousarray(x), pack_panels(w_x), bias, w_h_panels,
+                     self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
 
@@ -130,7 +135,7 @@ class LSTMCell(KernelCell):
         w = self._weights
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         w_h_panels = pack_panels(w["kernel"][self.input_depth:])
-        return lstm_step, (np.ascontiguousarray(w_x), bias, w_h_panels, self._peepholes(dtype),
+        return lstm_step, (pack_panels(w_x), bias, w_h_panels, self._peepholes(dtype),
                            w_proj, dtype.type(self._cell_clip), dtype.type(self._proj_clip),
                            self._act)
 

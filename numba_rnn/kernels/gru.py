@@ -143,7 +143,8 @@ def gru_step(params, x, h):
     """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
     (output, new h), the output being the new h."""
     w_x, bias, w_ru_panels, w_c_panels, b_c_rec, reset_after, act = params
-    xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
+    lengths, chunk_starts = one_step_plan(x.shape[0])
+    xw = np.empty((1, x.shape[0], bias.shape[0]), dtype=x.dtype)
     xw[0, :] = bias
     matmul_acc(x, 0, x.shape[0], w_x, xw[0])
     h = h.copy()

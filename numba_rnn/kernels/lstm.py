@@ -89,11 +89,14 @@ def _cell_row(z, c, m, w_peep, cell_clip, act, use_peep):
 
 
 @jit(parallel=True)
-def lstm_forward(xw, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act,
+def lstm_forward(x, w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act,
                  lengths, chunk_starts, c, m, out, save_gates, save_c):
     """Run the recurrence; ``c`` and ``m`` hold the initial state and receive the final one.
 
-    xw [T, B, 4H]; w_h_panels is ``pack_panels(W_h)``, W_h [P, 4H]; w_peep [3, H] rows
+    x [T, B, D]; w_x_panels, w_h_panels are ``pack_panels`` of W_x [D, 4H] and W_h
+    [P, 4H]; bias [4H]. Each step computes its own x W_x + b with m W_h, rather than
+    reading a projection made for all steps beforehand: the whole-sequence [T, B, 4H]
+    array would be written and read once more (26 MB on W7). w_peep [3, H] rows
     (f, i, o) or [0, H]; w_proj [H, P] or [0, 0]; c [B, H]; m [B, P]; out [T, B, P]
     zero-initialised. When ``save_gates`` is [T, B, 4H] it receives (i, act(j), f, o) and
     ``save_c`` [T, B, H] the cell state of every step, for the backward pass.
@@ -105,11 +108,14 @@ def lstm_forward(xw, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act,
     save = save_gates.shape[0] > 0
     for chunk in prange(chunk_starts.shape[0] - 1):
         start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
-        z = np.empty((stop - start, 4 * hidden), dtype=xw.dtype)
-        m_full = np.empty((stop - start, hidden), dtype=xw.dtype)
+        z = np.empty((stop - start, 4 * hidden), dtype=x.dtype)
+        m_full = np.empty((stop - start, hidden), dtype=x.dtype)
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
-            z[:n] = xw[t, start:start + n]
+            for i in range(n):
+                for j in range(4 * hidden):
+                    z[i, j] = bias[j]
+            matmul_panels_acc(x[t], start, n, w_x_panels, z)
             matmul_panels_acc(m, start, n, w_h_panels, z)
             for i in range(n):
                 r = start + i
@@ -293,13 +299,13 @@ def lstm_backward(w_h_t_panels, w_peep, w_proj_t, cell_clip, proj_clip, act, len
 def lstm_step(params, x, state):
     """One step for a whole batch, callable from compiled code (raw_rnn's compiled loop):
     x [B, D], state (c, m) -> (output [B, P], (new c, new m))."""
-    w_x, bias, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act = params
-    xw, lengths, chunk_starts = one_step_plan(x, bias.shape[0])
-    xw[0, :] = bias
-    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act = params
+    batch = x.shape[0]
+    lengths, chunk_starts = one_step_plan(batch)
     c, m = state[0].copy(), state[1].copy()
-    out = np.zeros((1, x.shape[0], m.shape[1]), dtype=x.dtype)
-    none = np.empty((0, x.shape[0], 0), dtype=x.dtype)
-    lstm_forward(xw, w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act, lengths, chunk_starts,
+    out = np.zeros((1, batch, m.shape[1]), dtype=x.dtype)
+    none = np.empty((0, batch, 0), dtype=x.dtype)
+    lstm_forward(np.ascontiguousarray(x).reshape((1, batch, x.shape[1])), w_x_panels, bias,
+                 w_h_panels, w_peep, w_proj, cell_clip, proj_clip, act, lengths, chunk_starts,
                  c, m, out, none, none)
     return out[0], (c, m)

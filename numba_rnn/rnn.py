@@ -179,7 +179,10 @@ class _Run:
                 and isinstance(self.cell, KernelCell) and self.cell._splits_columns()
                 and _barrier_safe(n_threads)):
             plan.column_parts = n_threads
-        x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
+        if self._in_place(plan, tape):
+            x = [np.moveaxis(leaf, 1, 0) for leaf in self.leaves]
+        else:
+            x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
         with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
             outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
                                       nest.map_structure(plan.rows, self.state), tape)
@@ -195,6 +198,18 @@ class _Run:
                                                 self.to_plan(d_outputs),
                                                 nest.map_structure(plan.rows, d_state))
         return self.from_plan(dx), nest.map_structure(plan.unrows, d_state0), grads
+
+    def _in_place(self, plan, tape):
+        """Whether the kernel reads the caller's batch-major inputs where they are, seen
+        time-major, and writes its outputs into a batch-major buffer the same way (the
+        engine lays out outputs like inputs): two whole-sequence copies saved. For
+        inference of a cell whose kernel projects each step's inputs, rows in the
+        caller's order, one C-contiguous input."""
+        leaves = self.leaves
+        return (tape is None and self.time_axis == 1 and plan.perm is None
+                and not plan.column_parts and isinstance(self.cell, KernelCell)
+                and self.cell._projects_in_kernel and len(leaves) == 1
+                and leaves[0].flags.c_contiguous)
 
     def to_plan(self, array, copy=True):
         """Caller's layout -> time-major, plan row order, C-contiguous."""

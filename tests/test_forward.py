@@ -4,12 +4,16 @@ Every built-in cell and option, both layouts, sequence lengths, initial states, 
 and float64, empty shapes, memory layouts, the cells' one-step call, weight names,
 initialisers and custom cells.
 """
+import importlib
+
 import numpy as np
 import pytest
 from reference import reference_dynamic_rnn, reference_step, sigmoid
 
 import numba_rnn as nr
 from numba_rnn import nest
+
+rnn_module = importlib.import_module("numba_rnn.rnn")  # nr.rnn may name a function
 
 F32, F64 = np.float32, np.float64
 ATOL = {F32: 1e-5, F64: 1e-10}
@@ -267,6 +271,30 @@ def test_arguments_are_not_modified(name, time_major):
     for leaf in nest.flatten((outputs, final)):
         for arg in nest.flatten((x, state)):
             assert not np.shares_memory(leaf, arg)
+
+
+@pytest.mark.parametrize("lengths", ["none", "equal", "mixed"])
+@pytest.mark.parametrize("name", ["lstm_all", "lstm_all_concat", "basic_lstm", "gru"])
+def test_batch_major_inference_in_place(name, lengths, monkeypatch):
+    """Batch-major LSTM inference with rows in the caller's order reads x where it is
+    and writes a batch-major buffer (rnn._Run._in_place): taken exactly then, results as
+    the reference, x unchanged, outputs C-contiguous and not sharing x's memory."""
+    taken = []
+    in_place = rnn_module._Run._in_place
+    monkeypatch.setattr(rnn_module._Run, "_in_place",
+                        lambda run, plan, tape: taken.append(in_place(run, plan, tape))
+                        or taken[-1])
+    cell = make_cell(name, F32)
+    x = random_inputs(F32, time_major=False)
+    saved = x.copy()
+    lengths = LENGTHS[lengths]
+    outputs, final = nr.dynamic_rnn(cell, x, sequence_length=lengths, dtype=F32)
+    assert taken == [lengths is not LENGTHS["mixed"] and cell._projects_in_kernel]
+    np.testing.assert_array_equal(x, saved)
+    assert outputs.flags.c_contiguous and not np.shares_memory(outputs, x)
+    want_outputs, want_final = expected(cell, x, lengths, cell.zero_state(B, F32), False)
+    assert_close(outputs, want_outputs, F32, "outputs")
+    assert_close(final, want_final, F32, "final state")
 
 
 # ------------------------------------------------------------------------- one-step call

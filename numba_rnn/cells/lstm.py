@@ -123,7 +123,7 @@ class LSTMCell(KernelCell):
             return
         w_x, bias = self._input_projection()
         w_h_panels = pack_panels(w["kernel"][self.input_depth:])
-        lstm_forward(np.ascontiguousarray(x), pack_panels(w_x), bias, w_h_panels,
+        lstm_forward(x, pack_panels(w_x), bias, w_h_panels,
                      self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)

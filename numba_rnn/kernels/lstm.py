@@ -38,11 +38,12 @@ from .products import matmul_acc
 from .sync import SLOT, finish_step
 
 
-@inline
+@numba.njit(**OPTIONS)
 def _plain_cell_row(z, c, m):
     """``_cell_row`` without peepholes or clipping, with tanh: the common case, in short
     loops that vectorise. (One loop storing all four gates and c and m does not: the
-    compiler gives up on proving that so many arrays do not overlap.)"""
+    compiler gives up on proving that so many arrays do not overlap.) Called, not
+    inlined: compiled once, not into every kernel (first W1 1.3 s shorter)."""
     hidden = c.shape[0]
     z_i, z_j = z[:hidden], z[hidden:2 * hidden]
     z_f, z_o = z[2 * hidden:3 * hidden], z[3 * hidden:]

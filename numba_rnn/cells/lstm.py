@@ -116,12 +116,12 @@ class LSTMCell(KernelCell):
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         none = empty_like_rows(x.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
+        w_x, bias = self._input_projection()
         if plan.column_parts > 1 and not saved and not w_proj.size:
-            lstm_forward_split(self._project(x), w["kernel"][self.input_depth:],
+            lstm_forward_split(np.ascontiguousarray(x), w_x, bias, w["kernel"][self.input_depth:],
                                self._peepholes(dtype), dtype.type(self._cell_clip), self._act,
                                plan.lengths, c, m, out, step_flags(plan.column_parts))
             return
-        w_x, bias = self._input_projection()
         w_h_panels = pack_panels(w["kernel"][self.input_depth:])
         lstm_forward(x, pack_panels(w_x), bias, w_h_panels,
                      self._peepholes(dtype), w_proj,

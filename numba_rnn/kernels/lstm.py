@@ -197,14 +197,29 @@ def _plain_cell_row_backward(g, c, c_prev, dm, dc, dz):
         dc[k] *= g_f[k]
 
 
+@numba.njit(**OPTIONS)
+def _gate_columns_panels(w, k0, k1):
+    """Columns k0:k1 of each of the 4 gate blocks of W [K, 4H], side by side, packed: a
+    part's share of the weights in the column split."""
+    hidden, units = w.shape[1] // 4, k1 - k0
+    columns = np.empty((w.shape[0], 4 * units), dtype=w.dtype)
+    for gate in range(4):
+        copy_rows(columns[:, gate * units:(gate + 1) * units],
+                  w[:, gate * hidden + k0:gate * hidden + k1])
+    return pack_panels(columns)
+
+
 @jit(parallel=True)
-def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flags):
+def lstm_forward_split(x, w_x, bias, w_h, w_peep, cell_clip, act, lengths, c, m, out,
+                       flags):
     """``lstm_forward`` for a batch too small to split by rows: the hidden units are split
     across threads instead, which meet at a barrier after every step. No projection.
 
-    The batch is one chunk, rows sorted by decreasing length. Each part (thread) owns a
-    range of units and multiplies m by its columns of each gate's block of W_h, packed
-    into panels of its own. ``flags`` comes from ``sync.step_flags(parts)``.
+    The batch is one chunk, rows sorted by decreasing length; x [T, B, D] C-contiguous,
+    w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part (thread) owns a range of units. It
+    computes x W_x + b for its columns of each gate, all steps in one product, before the
+    first step (no other part needs them), then per step multiplies m by its columns of
+    W_h. ``flags`` comes from ``sync.step_flags(parts)``.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
@@ -218,20 +233,20 @@ def lstm_forward_split(xw, w_h, w_peep, cell_clip, act, lengths, c, m, out, flag
         k0 = min(part * per_part, hidden)
         k1 = min(k0 + per_part, hidden)
         units = k1 - k0
-        z = np.empty((batch, 4 * units), dtype=xw.dtype)
-        w_part = np.empty((w_h.shape[0], 4 * units), dtype=w_h.dtype)
-        for gate in range(4):
-            copy_rows(w_part[:, gate * units:(gate + 1) * units],
-                      w_h[:, gate * hidden + k0:gate * hidden + k1])
-        w_part_panels = pack_panels(w_part)
+        xw = np.empty((steps * batch, 4 * units), dtype=x.dtype)  # rows (t, b)
+        for r in range(steps * batch):
+            for gate in range(4):
+                for u in range(units):
+                    xw[r, gate * units + u] = bias[gate * hidden + k0 + u]
+        matmul_panels_acc(x.reshape((x.shape[0] * batch, x.shape[2])), 0, steps * batch,
+                          _gate_columns_panels(w_x, k0, k1), xw)
+        w_h_panels = _gate_columns_panels(w_h, k0, k1)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
         for t in range(steps):
             n = active_rows(lengths, 0, batch, t)
-            for gate in range(4):
-                copy_rows(z[:n, gate * units:(gate + 1) * units],
-                          xw[t, :n, gate * hidden + k0:gate * hidden + k1])
-            matmul_panels_acc(m_steps[t % 2], 0, n, w_part_panels, z)
+            z = xw[t * batch:t * batch + n]  # this step's rows, turned into gates in place
+            matmul_panels_acc(m_steps[t % 2], 0, n, w_h_panels, z)
             for i in range(n):
                 if not plain:
                     _cell_row(z[i], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,

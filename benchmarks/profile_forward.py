@@ -11,7 +11,7 @@ with the batch split by rows (the plan made here never splits the hidden units):
   W_h" the packing into panels that every call does;
 - the rest: argument checks, layout changes (batch-major <-> time-major copies), plan;
 - for comparison, the input projection of all steps as one product
-  (``KernelCell._project``, what the column split and the other cells use).
+  (``KernelCell._project``, what the GRU and basic RNN use).
 
 This uses numba_rnn's internals (engine, plan, cell._recur), which may change.
 """

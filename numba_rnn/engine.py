@@ -6,8 +6,8 @@ final state, still in plan order; the API layer puts them back in the caller's l
 
 - Built-in cells (``KernelCell``): the input projection of all steps is one large
   product (``KernelCell._project``, split across Numba's threads), then the cell's
-  compiled kernel runs the whole time loop; the LSTM's kernel computes each step's
-  projection itself instead.
+  compiled kernel runs the whole time loop; the LSTM's kernels compute the projection
+  themselves instead.
 - ``MultiRNNCell``: one layer over the whole sequence, then the next.
 - Any other ``RNNCell``: its Python ``__call__`` once per step, with finished sequences
   masked as ``dynamic_rnn`` specifies (the slow path for custom cells).

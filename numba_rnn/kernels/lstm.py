@@ -213,7 +213,7 @@ def _gate_columns_panels(w, k0, k1):
 def lstm_forward_split(x, w_x, bias, w_h, w_peep, cell_clip, act, lengths, c, m, out,
                        flags):
     """``lstm_forward`` for a batch too small to split by rows: the hidden units are split
-    across threads instead, which meet at a barrier after every step. No projection.
+    across threads instead, which meet at a barrier after every step. No num_proj.
 
     The batch is one chunk, rows sorted by decreasing length; x [T, B, D] C-contiguous,
     w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part (thread) owns a range of units. It

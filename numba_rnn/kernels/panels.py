@@ -24,7 +24,7 @@ from numba.extending import intrinsic, overload
 from .common import OPTIONS, jit
 
 # Rows of z per micro-kernel call; each holds ``width`` accumulators in registers.
-BLOCK_ROWS = 4
+KERNEL_ROWS = 4
 # Rows that go through all panels before the next rows start: their share of ``a``
 # stays in the core's cache while each panel is read once for all of them.
 PANEL_ROWS = 128
@@ -206,10 +206,10 @@ def _matmul_panels_acc(a, row0, n, panels, z):
                 w_ptr = w0 + p * panels.strides[0]
                 z_col = z0 + p * width * item
                 i = i0
-                while i + BLOCK_ROWS <= i1:
+                while i + KERNEL_ROWS <= i1:
                     _kernel_4(like, k, a0 + i * a.strides[0], lda, w_ptr,
                               z_col + i * z.strides[0], ldz, cols)
-                    i += BLOCK_ROWS
+                    i += KERNEL_ROWS
                 a_ptr, z_ptr = a0 + i * a.strides[0], z_col + i * z.strides[0]
                 left = i1 - i
                 if left == 3:

@@ -26,6 +26,7 @@ import threading
 import numba
 import numpy as np
 import pytest
+from random_arrays import random_state
 from reference import reference_dynamic_rnn
 
 import numba_rnn as nr
@@ -87,12 +88,6 @@ def make_cell(option, units, dtype, seed=0):
 def random_inputs(dtype, batch, steps=T, time_major=False, seed=1):
     shape = (steps, batch, D) if time_major else (batch, steps, D)
     return np.random.default_rng(seed).normal(size=shape).astype(dtype)
-
-
-def random_state(cell, batch, dtype, seed=2):
-    rng = np.random.default_rng(seed)
-    return nest.map_structure(lambda z: rng.uniform(-1, 1, z.shape).astype(dtype),
-                              cell.zero_state(batch, dtype))
 
 
 def ragged_lengths(batch, steps=T, seed=3):

@@ -8,6 +8,7 @@ import importlib
 
 import numpy as np
 import pytest
+from random_arrays import random_state
 from reference import reference_dynamic_rnn, reference_step, sigmoid
 
 import numba_rnn as nr
@@ -82,12 +83,6 @@ def make_cell(name, dtype, depth=D, seed=0):
 def random_inputs(dtype, batch=B, steps=T, depth=D, time_major=False, seed=1):
     shape = (steps, batch, depth) if time_major else (batch, steps, depth)
     return np.random.default_rng(seed).normal(size=shape).astype(dtype)
-
-
-def random_state(cell, batch, dtype, seed=2):
-    rng = np.random.default_rng(seed)
-    return nest.map_structure(lambda z: rng.uniform(-1, 1, z.shape).astype(dtype),
-                              cell.zero_state(batch, dtype))
 
 
 def as64(structure):

@@ -415,13 +415,7 @@ def test_add_matmul(dtype, rows, layout, threads):
     rng = seeded("add_matmul", dtype.__name__, rows, layout, threads)
     a, w, z = uniform(rng, (rows, 7), dtype), uniform(rng, (7, 11), dtype), \
         uniform(rng, (rows, 11), dtype)
-    expected, scale = expected_product("rows", a, 0, rows, w, z)
-    a_in, w_in = place(a, layout, np.nan)[0], place(w, layout, np.nan)[0]
-    check_inputs = unchanged(a_in, w_in)
-    assert add_matmul(a_in, w_in, z) is None
-    check_inputs()
-    assert z.dtype == dtype
-    assert_product(z, expected, scale, dtype)
+    check_in_place_wrapper(add_matmul, "rows", a, w, z, layout)
 
 
 @WRAPPER_LAYOUTS
@@ -432,10 +426,17 @@ def test_add_matmul_t(dtype, rows, layout, threads):
     rng = seeded("add_matmul_t", dtype.__name__, rows, layout, threads)
     a, w, z = uniform(rng, (rows, 40), dtype), uniform(rng, (rows, 11), dtype), \
         uniform(rng, (40, 11), dtype)
-    expected, scale = expected_product("cols", a, 0, 40, w, z)
+    check_in_place_wrapper(add_matmul_t, "cols", a, w, z, layout)
+
+
+def check_in_place_wrapper(wrapper, kind, a, w, z, layout):
+    """``wrapper(a, w, z)`` adds the ``kind`` product to z in place, returns None and
+    leaves a and w (laid out as ``layout``) as they were."""
+    expected, scale = expected_product(kind, a, 0, z.shape[0], w, z)
     a_in, w_in = place(a, layout, np.nan)[0], place(w, layout, np.nan)[0]
     check_inputs = unchanged(a_in, w_in)
-    assert add_matmul_t(a_in, w_in, z) is None
+    dtype = z.dtype.type
+    assert wrapper(a_in, w_in, z) is None
     check_inputs()
     assert z.dtype == dtype
     assert_product(z, expected, scale, dtype)

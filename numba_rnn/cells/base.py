@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from .. import nest
-from ..kernels.products import affine
+from ..kernels.panels import pack_panels
+from ..kernels.products import affine_panels
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -50,6 +51,7 @@ class RNNCell:
     """
 
     _default_name = "rnn_cell"
+    _frozen = False
 
     def __init__(self, name=None, dtype=None, seed=None):
         self.name = self._default_name if name is None else str(name)
@@ -143,6 +145,60 @@ class RNNCell:
                 raise ValueError(f"weight {name!r} must hold real numbers, got dtype {w.dtype}")
         self._weights = {name: np.array(w, dtype=self.dtype, order="C")
                          for name, w in zip(names, weights)}
+        if self._frozen:
+            self._freeze_weights()  # the new ones; the forms made of the old ones dropped
+
+    # ------------------------------------------------------------------ freezing
+    def freeze(self):
+        """Inference mode: make the weights read-only, so that what the kernels make of
+        them on every call (the weights packed for the matrix products, the bias with
+        forget_bias folded in) is made once and kept. Saves the packing, a few tenths of
+        a millisecond per call for 512 units; see ``unfreeze`` to change the weights
+        again. Outputs and gradients are the same either way. Returns the cell.
+
+        While frozen, writing into a weight (``trainable_variables``, an optimizer step)
+        raises NumPy's "read-only" ValueError; ``set_weights`` still works.
+        """
+        self._require_built("freeze")
+        if not self._frozen:
+            self._freeze_weights()
+        return self
+
+    def _freeze_weights(self):
+        # Views made before the weights turn read-only stay writeable: the kernels get
+        # those, since Numba compiles read-only arrays as a type of their own.
+        self._kernel_views = {name: w.view() for name, w in self._weights.items()}
+        for w in self._weights.values():
+            w.flags.writeable = False
+        self._frozen = True
+        self._kept_forms = {}
+
+    def unfreeze(self):
+        """Leave inference mode: the weights writeable again, nothing kept. Returns the cell."""
+        for w in self._weights.values():
+            w.flags.writeable = True
+        self._frozen = False
+        self._kept_forms = self._kernel_views = {}
+        return self
+
+    @property
+    def _kernel_weights(self):
+        """{name: weight} as the kernels take them (while frozen, writeable views)."""
+        return self._kernel_views if self._frozen else self._weights
+
+    @property
+    def frozen(self):
+        """Whether ``freeze`` is in effect."""
+        return self._frozen
+
+    def _kept(self, key, make):
+        """``make()``, kept under ``key`` while the cell is frozen. A weight made writeable
+        behind ``freeze``'s back turns the keeping off: it could have been changed."""
+        if not self._frozen or any(w.flags.writeable for w in self._weights.values()):
+            return make()
+        if key not in self._kept_forms:
+            self._kept_forms[key] = make()
+        return self._kept_forms[key]
 
     def _weight_count(self):
         return len(self._weight_specs(1))
@@ -228,6 +284,10 @@ class KernelCell(RNNCell):
     - ``_step_function(dtype)``: (a compiled one-step function ``step(params, x, state)
       -> (output, state leaves)``, its params), for raw_rnn's compiled loop; None if
       the cell's state form is not supported there.
+
+    What the kernels get made from the weights (packed panels, a folded bias) comes from
+    ``_packed_recurrent``, ``_packed_input_projection`` or ``_kept``, so that a frozen
+    cell makes it only once.
     """
 
     # True when the kernel computes each step's x W_x + b itself: _recur then gets x.
@@ -253,11 +313,26 @@ class KernelCell(RNNCell):
     def _splits_columns(self):
         return False
 
+    def _packed_input_projection(self):
+        """(``pack_panels(W_x)``, b) of ``_input_projection()``, kept while frozen."""
+        def make():
+            w_x, bias = self._input_projection()
+            return pack_panels(w_x), bias
+        return self._kept("input projection", make)
+
+    def _packed_recurrent(self, name, transposed=False):
+        """``pack_panels`` of the recurrent rows (those after the input's) of weight
+        ``name``, or of their transpose, kept while frozen."""
+        def make():
+            w = self._kernel_weights[name][self.input_depth:]
+            return pack_panels(w.T if transposed else w)
+        return self._kept((name, transposed), make)
+
     def _project(self, x):
         """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
-        w_x, bias = self._input_projection()
+        w_x_panels, bias = self._packed_input_projection()
         steps, batch, depth = x.shape
-        xw = affine(x.reshape(steps * batch, depth), w_x, bias)
+        xw = affine_panels(x.reshape(steps * batch, depth), w_x_panels, bias)
         return xw.reshape(steps, batch, len(bias))
 
     def _recur_inputs(self, x):

@@ -3,7 +3,6 @@ import numpy as np
 
 from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
-from ..kernels.panels import pack_panels
 from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
@@ -36,25 +35,25 @@ class BasicRNNCell(KernelCell):
         return [("kernel", (input_depth + h, h), "glorot"), ("bias", (h,), "zeros")]
 
     def _input_projection(self):
-        return self._weights["kernel"][:self.input_depth], self._weights["bias"]
+        w = self._kernel_weights
+        return w["kernel"][:self.input_depth], w["bias"]
 
     def _recur(self, xw, plan, arrays, out, saved=None):
         (h,) = arrays  # the outputs are the states: nothing else to save
-        w_h = self._weights["kernel"][self.input_depth:]
-        basic_rnn_forward(xw, pack_panels(w_h), self._act, plan.lengths, plan.chunk_starts, h, out)
+        basic_rnn_forward(xw, self._packed_recurrent("kernel"), self._act, plan.lengths,
+                          plan.chunk_starts, h, out)
 
     def _step_function(self, dtype):
         w_x, bias = self._input_projection()
         return basic_rnn_step, (np.ascontiguousarray(w_x), bias,
-                                pack_panels(self._weights["kernel"][self.input_depth:]),
+                                self._packed_recurrent("kernel"),
                                 self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (h0,), (dh,) = arrays0, d_arrays
-        w_h = self._weights["kernel"][self.input_depth:]
         dz = np.zeros_like(out)
-        basic_rnn_backward(pack_panels(w_h.T), self._act, plan.lengths,
-                           plan.chunk_starts, out, d_out, dh, dz)
+        basic_rnn_backward(self._packed_recurrent("kernel", transposed=True), self._act,
+                           plan.lengths, plan.chunk_starts, out, d_out, dh, dz)
         h_prev = previous_steps(out, h0).reshape(-1, self.num_units)
         add_matmul_t(h_prev, dz.reshape(-1, self.num_units), grads["kernel"][self.input_depth:])
         return dz

@@ -3,7 +3,6 @@ import numpy as np
 
 from ..kernels.common import empty_like_rows, previous_steps
 from ..kernels.gru import gru_backward, gru_forward, gru_step
-from ..kernels.panels import pack_panels
 from ..kernels.products import add_matmul_t
 from .base import KernelCell
 
@@ -48,7 +47,7 @@ class GRUCell(KernelCell):
         return specs
 
     def _input_projection(self):
-        d, w = self.input_depth, self._weights
+        d, w = self.input_depth, self._kernel_weights
         return (np.concatenate([w["gates/kernel"][:d], w["candidate/kernel"][:d]], axis=1),
                 np.concatenate([w["gates/bias"], w["candidate/bias"]]))
 
@@ -61,31 +60,31 @@ class GRUCell(KernelCell):
 
     def _recur(self, xw, plan, arrays, out, saved=None):
         (h,) = arrays
-        d, w = self.input_depth, self._weights
+        w = self._kernel_weights
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
         none = empty_like_rows(xw.shape[1], xw.dtype)
         gates, hc = saved if saved else (none, none)
-        gru_forward(xw, pack_panels(w["gates/kernel"][d:]), pack_panels(w["candidate/kernel"][d:]),
-                    b_rec, self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out,
-                    gates, hc)
+        gru_forward(xw, self._packed_recurrent("gates/kernel"),
+                    self._packed_recurrent("candidate/kernel"), b_rec, self.reset_after,
+                    self._act, plan.lengths, plan.chunk_starts, h, out, gates, hc)
 
     def _step_function(self, dtype):
-        d, w = self.input_depth, self._weights
+        w = self._kernel_weights
         w_x, bias = self._input_projection()
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
-        return gru_step, (np.ascontiguousarray(w_x), bias, pack_panels(w["gates/kernel"][d:]),
-                          pack_panels(w["candidate/kernel"][d:]), b_rec, self.reset_after,
+        return gru_step, (np.ascontiguousarray(w_x), bias, self._packed_recurrent("gates/kernel"),
+                          self._packed_recurrent("candidate/kernel"), b_rec, self.reset_after,
                           self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, hc), (h0,), (dh,) = saved, arrays0, d_arrays
-        d, h, w = self.input_depth, self.num_units, self._weights
+        d, h = self.input_depth, self.num_units
         dz = np.zeros_like(gates)
         d_hc = np.zeros_like(hc)
-        gru_backward(pack_panels(w["gates/kernel"][d:].T),
-                     pack_panels(w["candidate/kernel"][d:].T), self.reset_after,
-                     self._act, plan.lengths, plan.chunk_starts, gates, hc, out, h0, d_out, dh,
-                     dz, d_hc)
+        gru_backward(self._packed_recurrent("gates/kernel", transposed=True),
+                     self._packed_recurrent("candidate/kernel", transposed=True),
+                     self.reset_after, self._act, plan.lengths, plan.chunk_starts, gates, hc,
+                     out, h0, d_out, dh, dz, d_hc)
         h_prev = previous_steps(out, h0).reshape(-1, h)
         dz_flat = dz.reshape(-1, 3 * h)
         add_matmul_t(h_prev, dz_flat[:, :2 * h], grads["gates/kernel"][d:])

@@ -2,8 +2,13 @@
 import numpy as np
 
 from ..kernels.common import activate_numpy, empty_like_rows, previous_steps
-from ..kernels.lstm import lstm_backward, lstm_forward, lstm_forward_split, lstm_step
-from ..kernels.panels import pack_panels
+from ..kernels.lstm import (
+    lstm_backward,
+    lstm_forward,
+    lstm_forward_split,
+    lstm_step,
+    pack_split,
+)
 from ..kernels.products import add_matmul_t
 from ..kernels.sync import step_flags
 from .base import KernelCell, LSTMStateTuple, positive_int
@@ -76,9 +81,10 @@ class LSTMCell(KernelCell):
 
     def _input_projection(self):
         h = self.num_units
-        bias = self._weights["bias"].copy()
+        w = self._kernel_weights
+        bias = w["bias"].copy()
         bias[2 * h:3 * h] += self.forget_bias  # folded here so the kernel adds nothing
-        return self._weights["kernel"][:self.input_depth], bias
+        return w["kernel"][:self.input_depth], bias
 
     def _state_arrays(self, leaves):
         if self.state_is_tuple:
@@ -91,7 +97,7 @@ class LSTMCell(KernelCell):
         return list(arrays) if self.state_is_tuple else [np.concatenate(arrays, axis=1)]
 
     def _peepholes(self, dtype):
-        w = self._weights
+        w = self._kernel_weights
         if self.use_peepholes:
             return np.stack([w["w_f_diag"], w["w_i_diag"], w["w_o_diag"]])
         return np.empty((0, self.num_units), dtype=dtype)
@@ -111,44 +117,59 @@ class LSTMCell(KernelCell):
 
     def _recur(self, x, plan, arrays, out, saved=None):
         c, m = arrays
-        w = self._weights
+        w = self._kernel_weights
         dtype = x.dtype
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         none = empty_like_rows(x.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
-        w_x, bias = self._input_projection()
         if plan.column_parts > 1 and not saved and not w_proj.size:
+            w_x, bias = self._input_projection()
+            packed_x, packed_h = self._split_panels(plan.column_parts, dtype)
             lstm_forward_split(np.ascontiguousarray(x), w_x, bias, w["kernel"][self.input_depth:],
-                               self._peepholes(dtype), dtype.type(self._cell_clip), self._act,
-                               plan.lengths, c, m, out, step_flags(plan.column_parts))
+                               packed_x, packed_h, self._peepholes(dtype),
+                               dtype.type(self._cell_clip), self._act, plan.lengths, c, m, out,
+                               step_flags(plan.column_parts))
             return
-        w_h_panels = pack_panels(w["kernel"][self.input_depth:])
-        lstm_forward(x, pack_panels(w_x), bias, w_h_panels,
+        w_x_panels, bias = self._packed_input_projection()
+        lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel"),
                      self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
 
+    def _split_panels(self, n_parts, dtype):
+        """``lstm_forward_split``'s packed W_x and W_h: made once while frozen, else
+        packed by the kernel itself (two empty arrays)."""
+        if not self._frozen:
+            none = np.empty((0, 0, 0, 0), dtype)
+            return none, none
+        kernel = self._kernel_weights["kernel"]
+        return self._kept(("column split", n_parts), lambda: (
+            pack_split(kernel[:self.input_depth], n_parts),
+            pack_split(kernel[self.input_depth:], n_parts)))
+
     def _step_function(self, dtype):
         if not self.state_is_tuple:
             return None  # the compiled loop passes LSTMStateTuple states only
-        w_x, bias = self._input_projection()
-        w = self._weights
+        w_x_panels, bias = self._packed_input_projection()
+        w = self._kernel_weights
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
-        w_h_panels = pack_panels(w["kernel"][self.input_depth:])
-        return lstm_step, (pack_panels(w_x), bias, w_h_panels, self._peepholes(dtype),
+        w_h_panels = self._packed_recurrent("kernel")
+        return lstm_step, (w_x_panels, bias, w_h_panels, self._peepholes(dtype),
                            w_proj, dtype.type(self._cell_clip), dtype.type(self._proj_clip),
                            self._act)
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, cs), (c0, m0), (dc, dm) = saved, arrays0, d_arrays
-        d, h, p, w = self.input_depth, self.num_units, self._out_units, self._weights
+        d, h, p = self.input_depth, self.num_units, self._out_units
+        w = self._kernel_weights
         dtype = out.dtype
         use_proj = self.num_proj is not None
         w_proj_t = (np.ascontiguousarray(w["projection/kernel"].T) if use_proj
                     else np.empty((0, 0), dtype))
         dz = np.zeros_like(gates)
         dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
-        lstm_backward(pack_panels(w["kernel"][d:].T), self._peepholes(dtype), w_proj_t,
+        lstm_backward(self._packed_recurrent("kernel", transposed=True),
+                      self._peepholes(dtype), w_proj_t,
                       dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                       plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,
                       dm_proj)

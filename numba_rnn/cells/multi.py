@@ -91,6 +91,25 @@ class MultiRNNCell(RNNCell):
     def _weight_count(self):
         return sum(cell._weight_count() for cell in self.cells)
 
+    def _built_in_layers(self):
+        return [cell for cell in self.cells if isinstance(cell, (KernelCell, MultiRNNCell))]
+
+    def freeze(self):
+        """``RNNCell.freeze`` for every built-in layer (custom cells are left as they
+        are). Returns the cell."""
+        for cell in self._built_in_layers():
+            cell.freeze()
+        return self
+
+    def unfreeze(self):
+        for cell in self._built_in_layers():
+            cell.unfreeze()
+        return self
+
+    @property
+    def frozen(self):
+        return all(cell.frozen for cell in self._built_in_layers())
+
     def named_weights(self):
         named = {}
         for cell in self.cells:

@@ -197,10 +197,19 @@ def _plain_cell_row_backward(g, c, c_prev, dm, dc, dz):
         dc[k] *= g_f[k]
 
 
+@inline
+def split_units(hidden, n_parts, part):
+    """Units [k0, k1) of ``part`` when ``hidden`` units are split across ``n_parts``."""
+    per_part = -(-hidden // n_parts)
+    k0 = min(part * per_part, hidden)
+    return k0, min(k0 + per_part, hidden)
+
+
 @numba.njit(**OPTIONS)
 def _gate_columns_panels(w, k0, k1):
     """Columns k0:k1 of each of the 4 gate blocks of W [K, 4H], side by side, packed: a
-    part's share of the weights in the column split."""
+    part's share of the weights in the column split. (Copied, then packed: faster than
+    packing straight from the gate blocks, measured.)"""
     hidden, units = w.shape[1] // 4, k1 - k0
     columns = np.empty((w.shape[0], 4 * units), dtype=w.dtype)
     for gate in range(4):
@@ -209,29 +218,55 @@ def _gate_columns_panels(w, k0, k1):
     return pack_panels(columns)
 
 
+@jit()
+def pack_split(w, n_parts):
+    """``_gate_columns_panels`` of every part's units, [n_parts, panels, K, width], zero
+    past a part's columns: what ``lstm_forward_split`` packs on each call, made once for
+    a frozen cell."""
+    hidden = w.shape[1] // 4
+    width = 128 // w.itemsize
+    n_panels = -(-4 * split_units(hidden, n_parts, 0)[1] // width)
+    panels = np.zeros((n_parts, n_panels, w.shape[0], width), dtype=w.dtype)
+    for part in range(n_parts):
+        k0, k1 = split_units(hidden, n_parts, part)
+        part_panels = _gate_columns_panels(w, k0, k1)
+        for p in range(part_panels.shape[0]):
+            copy_rows(panels[part, p], part_panels[p])
+    return panels
+
+
+@inline
+def _part_panels(w, packed, part, k0, k1):
+    """A part's packed columns of W: kept ones if given, else packed here, by the thread
+    that reads them (faster than packing all parts beforehand, into fresh memory)."""
+    if packed.shape[0] > 0:
+        return packed[part]
+    return _gate_columns_panels(w, k0, k1)
+
+
 @jit(parallel=True)
-def lstm_forward_split(x, w_x, bias, w_h, w_peep, cell_clip, act, lengths, c, m, out,
-                       flags):
+def lstm_forward_split(x, w_x, bias, w_h, packed_x, packed_h, w_peep, cell_clip, act,
+                       lengths, c, m, out, flags):
     """``lstm_forward`` for a batch too small to split by rows: the hidden units are split
     across threads instead, which meet at a barrier after every step. No num_proj.
 
     The batch is one chunk, rows sorted by decreasing length; x [T, B, D] C-contiguous,
-    w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part (thread) owns a range of units. It
-    computes x W_x + b for its columns of each gate, all steps in one product, before the
-    first step (no other part needs them), then per step multiplies m by its columns of
-    W_h. ``flags`` comes from ``sync.step_flags(parts)``.
+    w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part (thread) owns a range of units
+    (``split_units``) and packs its columns of W_x and W_h, unless ``packed_x`` and
+    ``packed_h`` are their ``pack_split`` (else [0, 0, 0, 0]). It computes x W_x + b for
+    its columns of each gate, all steps in one product, before the first step (no other
+    part needs them), then per step multiplies m by its columns of W_h. ``flags`` comes
+    from ``sync.step_flags(parts)``.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
-    per_part = -(-hidden // n_parts)
     use_peep = w_peep.shape[0] > 0
     plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     steps = lengths[0] if batch > 0 else 0
     m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
     copy_rows(m_steps[0], m)
     for part in prange(n_parts):
-        k0 = min(part * per_part, hidden)
-        k1 = min(k0 + per_part, hidden)
+        k0, k1 = split_units(hidden, n_parts, part)
         units = k1 - k0
         xw = np.empty((steps * batch, 4 * units), dtype=x.dtype)  # rows (t, b)
         for r in range(steps * batch):
@@ -239,8 +274,8 @@ def lstm_forward_split(x, w_x, bias, w_h, w_peep, cell_clip, act, lengths, c, m,
                 for u in range(units):
                     xw[r, gate * units + u] = bias[gate * hidden + k0 + u]
         matmul_panels_acc(x.reshape((x.shape[0] * batch, x.shape[2])), 0, steps * batch,
-                          _gate_columns_panels(w_x, k0, k1), xw)
-        w_h_panels = _gate_columns_panels(w_h, k0, k1)
+                          _part_panels(w_x, packed_x, part, k0, k1), xw)
+        w_h_panels = _part_panels(w_h, packed_h, part, k0, k1)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
         for t in range(steps):

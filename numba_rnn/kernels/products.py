@@ -199,7 +199,14 @@ def affine(x, w, bias):
     if (not _same_float(x, w, out, x.shape[1], x.shape[0]) or bias.dtype != x.dtype
             or bias.shape != (w.shape[1],)):
         return x @ w + bias
-    project(np.ascontiguousarray(x), pack_panels(w), bias, out, _parts(x.shape[0]))
+    return affine_panels(x, pack_panels(w), bias, out)
+
+
+def affine_panels(x, w_panels, bias, out=None):
+    """``affine`` with W given as ``pack_panels(W)``, of x's float dtype, and bias [G]."""
+    if out is None:
+        out = np.empty((x.shape[0], bias.shape[0]), dtype=x.dtype)
+    project(np.ascontiguousarray(x), w_panels, bias, out, _parts(x.shape[0]))
     return out
 
 

@@ -4,7 +4,8 @@
 
 Each peer's outputs and final cell state are checked against numba_rnn's (max abs
 difference < 1e-4) before it is timed, so every row times the same computation. Peers
-that are not installed are skipped.
+that are not installed are skipped. numba_rnn runs frozen cells (``cell.freeze()``, see
+numba_rnn.bench.peers).
 """
 import pytest
 from conftest import checked_runner, time_it

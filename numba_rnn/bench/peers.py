@@ -10,7 +10,9 @@ named NumPy arrays in numba_rnn's layout for checking against numba_rnn's
 What one call is:
 
 - "forward": the outputs and final state. Checked: outputs and the final state
-  (c for an LSTM), max abs difference < ``FORWARD_TOLERANCE``.
+  (c for an LSTM), max abs difference < ``FORWARD_TOLERANCE``. numba_rnn's cells are
+  frozen (``cell.freeze()``, inference mode: the weights are packed once, not on every
+  call), as ONNX Runtime packs them once when its session is made.
 - "train": forward, then the gradients of ``sum(outputs)`` with respect to the inputs
   and every weight (numba_rnn: ``vjp`` with d_outputs = ones; PyTorch:
   ``torch.autograd.grad``; TensorFlow: ``tf.gradients`` in the v1 graph; JAX:
@@ -249,6 +251,9 @@ def _numba_rnn(workload, data, threads):
         return state.c if workload.cell != "gru" else state
 
     if workload.mode == "forward":
+        for cell in cells:
+            cell.freeze()  # inference: weights packed once, as ONNX Runtime's session does
+
         def run():
             return fn(*args, sequence_length=lengths, dtype=dtype)
 

@@ -347,6 +347,11 @@ def _notes(report, engines, blas):
         if cell in cells:
             names = ", ".join(w["name"] for w in report["workloads"] if w["cell"] == cell)
             notes.append(f"{names}: {NOTES[cell]}.")
+    forward = [w["name"] for w in report["workloads"] if w["mode"] == "forward"]
+    if forward:
+        notes.append(f"{', '.join(forward)}: numba_rnn runs frozen cells (cell.freeze(), "
+                     f"inference mode: weights packed once, not on every call, as ONNX "
+                     f"Runtime does when its session is made).")
     if "jax" in engines and any(r["engine"] == "jax" for w in report["workloads"]
                                 for r in w["rows"]):
         notes.append(f"JAX has no thread setting: it uses the machine's {os.cpu_count()} "

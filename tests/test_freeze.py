@@ -17,7 +17,7 @@ import numba_rnn as nr
 from numba_rnn import kernels as kernel_modules
 from numba_rnn import nest, rnn
 from numba_rnn.cells import lstm as lstm_cells
-from numba_rnn.kernels.lstm import _gate_columns_panels, pack_split, split_units
+from numba_rnn.kernels.lstm import pack_split, split_units
 from numba_rnn.training import SGD
 
 F32, F64 = np.float32, np.float64
@@ -171,16 +171,22 @@ def test_freeze_needs_weights_and_leaves_the_callers_arrays():
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("hidden, n_parts", [(256, 2), (257, 2), (259, 3), (2, 3), (40, 1)])
-def test_pack_split_is_each_parts_packing(hidden, n_parts, dtype):
-    """``pack_split`` stacks what each part of the column split packs for itself,
-    zero-padded to the largest part."""
+def test_pack_split(hidden, n_parts, dtype):
+    """Part q of ``pack_split``: its units' columns of the 4 gate blocks side by side, in
+    panels of 128 bytes ([panel, k, column]), zero past them."""
     w = np.random.default_rng(0).standard_normal((7, 4 * hidden)).astype(dtype)
+    width = 128 // w.itemsize
     packed = pack_split(w, n_parts)
+    per_part = -(-hidden // n_parts)
+    assert packed.shape == (n_parts, -(-4 * per_part // width), 7, width)
     for part in range(n_parts):
         k0, k1 = split_units(hidden, n_parts, part)
-        own = _gate_columns_panels(w, k0, k1)
-        np.testing.assert_array_equal(packed[part, :own.shape[0]], own)
-        assert not packed[part, own.shape[0]:].any()
+        columns = np.concatenate([w[:, g * hidden + k0:g * hidden + k1] for g in range(4)],
+                                 axis=1)
+        padded = np.zeros((7, packed.shape[1] * width), dtype)
+        padded[:, :columns.shape[1]] = columns
+        want = padded.reshape(7, packed.shape[1], width).transpose(1, 0, 2)
+        np.testing.assert_array_equal(packed[part], want)
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT or numba.get_num_threads() < 2,

@@ -37,8 +37,10 @@ from .peers import ENGINES, LABELS, PeerUnavailable
 from .workloads import CELL_NAMES, WORKLOADS, make_data
 
 # Before each engine's turn in a round: lets the previous engine's spinning worker
-# threads go to sleep, so they do not steal a core from the next engine.
-PAUSE = 0.02
+# threads go to sleep, so they do not steal a core from the next engine. 20 ms was not
+# enough after ONNX Runtime: the next engine's W1 calls were 1.5x slower in 12 of 40
+# rounds (4 of 40 after 50 ms, 2 after 100 ms).
+PAUSE = 0.05
 # Each timed call follows an untimed one of the same engine (its threads awake, its data
 # in cache, as in a loop of calls), unless a call takes longer than this (seconds).
 REWARM_BELOW = 0.25

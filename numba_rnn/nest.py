@@ -34,19 +34,29 @@ def _pack(structure, leaves, i):
     for item in structure:
         packed, i = _pack(item, leaves, i)
         items.append(packed)
+    return _like(structure, items), i
+
+
+def _like(structure, items):
+    """``items`` in a sequence of the type of ``structure``."""
     if isinstance(structure, list):
-        return items, i
+        return items
     if hasattr(structure, "_fields"):  # namedtuple
-        return type(structure)(*items), i
-    return tuple(items), i
+        return type(structure)(*items)
+    return tuple(items)
 
 
 def map_structure(fn, *structures):
     """Apply ``fn`` leaf-wise to structures of the same shape."""
     for other in structures[1:]:
         assert_same_structure(structures[0], other)
-    flat = [flatten(s) for s in structures]
-    return pack_sequence_as(structures[0], [fn(*leaves) for leaves in zip(*flat)])
+    return _map(fn, structures)
+
+
+def _map(fn, structures):
+    if not is_sequence(structures[0]):
+        return fn(*structures)
+    return _like(structures[0], [_map(fn, items) for items in zip(*structures)])
 
 
 def same_structure(a, b):

@@ -1,13 +1,14 @@
 """The RNN functions of TensorFlow 1.x ``tf.nn``, on NumPy arrays."""
 import concurrent.futures
 import contextlib
+import math
 import os
 
 import numba
 import numpy as np
 
 from . import checks, nest, threads
-from .cells.base import KernelCell
+from .cells.base import KernelCell, size_shape
 from .engine import backward_cell, run_cell
 from .plan import Plan
 
@@ -151,7 +152,7 @@ PARALLEL_MIN_FLOPS = 5e6
 def _recurrent_flops(cell, lengths):
     """Rough FLOP count of the recurrent matrix products: 2 S^2 per state width S, step
     and sequence (an order of magnitude is all the thread choice needs)."""
-    width = sum(int(np.prod(s)) for s in nest.flatten(cell.state_size))
+    width = sum(math.prod(size_shape(s)) for s in nest.flatten(cell.state_size))
     return 4.0 * width * width * float(lengths.sum())
 
 
@@ -180,7 +181,7 @@ class _Run:
                 and _barrier_safe(n_threads)):
             plan.column_parts = n_threads
         if self._in_place(plan, tape):
-            x = [np.moveaxis(leaf, 1, 0) for leaf in self.leaves]
+            x = [leaf.swapaxes(0, 1) for leaf in self.leaves]
         else:
             x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
         with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
@@ -213,11 +214,11 @@ class _Run:
 
     def to_plan(self, array, copy=True):
         """Caller's layout -> time-major, plan row order, C-contiguous."""
-        return self.plan.rows(np.moveaxis(array, self.time_axis, 0), axis=1, copy=copy)
+        return self.plan.rows(array.swapaxes(0, self.time_axis), axis=1, copy=copy)
 
     def from_plan(self, array):
         array = self.plan.unrows(array, axis=1)
-        return array if self.time_axis == 0 else np.ascontiguousarray(np.moveaxis(array, 0, 1))
+        return array if self.time_axis == 0 else np.ascontiguousarray(array.swapaxes(0, 1))
 
 
 def _prepare_bidirectional(cell_fw, cell_bw, inputs, sequence_length, initial_state_fw,

@@ -14,7 +14,7 @@ from .common import (
     times_activate_grad,
 )
 from .panels import matmul_panels_acc
-from .products import matmul_acc
+from .products import step_projection
 
 
 @jit(parallel=True)
@@ -67,9 +67,7 @@ def basic_rnn_step(params, x, h):
     (output, new h), the output being the new h."""
     w_x, bias, w_h_panels, act = params
     lengths, chunk_starts = one_step_plan(x.shape[0])
-    xw = np.empty((1, x.shape[0], bias.shape[0]), dtype=x.dtype)
-    xw[0, :] = bias
-    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    xw = step_projection(x, w_x, bias)
     h = h.copy()
     out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
     basic_rnn_forward(xw, w_h_panels, act, lengths, chunk_starts, h, out)

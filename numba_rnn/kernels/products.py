@@ -1,7 +1,8 @@
 """Matrix products of the kernels and of the engine.
 
-``matmul_acc`` and ``matmul_t_acc`` are products inside the kernels (one chunk's rows at
-a time; the LSTM's recurrent product uses ``panels.matmul_panels_acc`` instead);
+``matmul_acc`` and ``matmul_t_acc`` are the smaller products inside the kernels (one
+chunk's rows at a time: the LSTM's output projection, a compiled step's input
+projection; the recurrent products use ``panels.matmul_panels_acc`` instead);
 ``project``, ``matmul_rows`` and ``matmul_t`` are the large products of a whole sequence
 (input projections, input and weight gradients), split across Numba's threads. The
 first two run on W packed in panels (``kernels.panels``); the others call NumPy's
@@ -191,6 +192,16 @@ def _same_float(a, w, z, a_rows, a_cols):
     if a.ndim != 2 or w.shape[0] != a_rows or z.shape != (a_cols, w.shape[1]):
         raise ValueError(f"matrix shapes do not fit: {a.shape}, {w.shape} into {z.shape}")
     return a.dtype in (np.float32, np.float64) and w.dtype == a.dtype and z.dtype == a.dtype
+
+
+@inline
+def step_projection(x, w_x, bias):
+    """x W_x + b of one step, for a compiled step function: x [B, D] -> [1, B, G], as the
+    sequence kernels take their input projection."""
+    xw = np.empty((1, x.shape[0], bias.shape[0]), dtype=x.dtype)
+    xw[0, :] = bias
+    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    return xw
 
 
 def affine(x, w, bias):

@@ -2,6 +2,12 @@
 import numba
 import pytest
 
+from numba_rnn import workspace
+
+# Scratch memory handed out full of NaN: a kernel that reads scratch it did not write
+# gives wrong results in every test, not only when the memory happens to hold garbage.
+workspace.POISON = True
+
 
 @pytest.fixture(autouse=True)
 def numba_thread_count():

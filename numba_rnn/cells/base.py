@@ -4,9 +4,9 @@ import numbers
 
 import numpy as np
 
-from .. import nest
+from .. import nest, workspace
 from ..kernels.panels import pack_panels
-from ..kernels.products import affine_panels
+from ..kernels.products import affine_panels, packed_scratch
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -191,10 +191,14 @@ class RNNCell:
         """Whether ``freeze`` is in effect."""
         return self._frozen
 
+    def _keeps(self):
+        """Whether ``_kept`` keeps: while frozen, unless a weight was made writeable behind
+        ``freeze``'s back (it could have been changed)."""
+        return self._frozen and not any(w.flags.writeable for w in self._weights.values())
+
     def _kept(self, key, make):
-        """``make()``, kept under ``key`` while the cell is frozen. A weight made writeable
-        behind ``freeze``'s back turns the keeping off: it could have been changed."""
-        if not self._frozen or any(w.flags.writeable for w in self._weights.values()):
+        """``make()``, kept under ``key`` while ``_keeps()``."""
+        if not self._keeps():
             return make()
         if key not in self._kept_forms:
             self._kept_forms[key] = make()
@@ -240,6 +244,17 @@ class RNNCell:
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, state_size={self.state_size!r})"
+
+
+def gate_gradients(key, like, plan):
+    """Scratch memory (``workspace``) for a backward kernel's gradients of [T, B, G]
+    pre-activations, shaped and typed like ``like``: zeros where the kernel writes
+    nothing, the steps past a sequence's end, which still enter the weight gradients'
+    products."""
+    grads = workspace.scratch(("gate gradients", key), like.shape, like.dtype)
+    if plan.lengths.size and plan.lengths.min() < like.shape[0]:
+        grads.fill(0)
+    return grads
 
 
 def size_shape(size):
@@ -313,24 +328,32 @@ class KernelCell(RNNCell):
     def _splits_columns(self):
         return False
 
-    def _packed_input_projection(self):
-        """(``pack_panels(W_x)``, b) of ``_input_projection()``, kept while frozen."""
+    def _packed_input_projection(self, transient=False):
+        """(``pack_panels(W_x)``, b) of ``_input_projection()``, kept while frozen. With
+        ``transient`` (one kernel call uses the panels and drops them), the panels of an
+        unfrozen cell are packed into scratch memory (``workspace``)."""
         def make():
             w_x, bias = self._input_projection()
-            return pack_panels(w_x), bias
+            return self._pack(w_x, "input projection", transient), bias
         return self._kept("input projection", make)
 
-    def _packed_recurrent(self, name, transposed=False):
+    def _packed_recurrent(self, name, transposed=False, transient=False):
         """``pack_panels`` of the recurrent rows (those after the input's) of weight
-        ``name``, or of their transpose, kept while frozen."""
+        ``name``, or of their transpose, kept while frozen; ``transient`` as in
+        ``_packed_input_projection``."""
         def make():
             w = self._kernel_weights[name][self.input_depth:]
-            return pack_panels(w.T if transposed else w)
+            return self._pack(w.T if transposed else w, (name, transposed), transient)
         return self._kept((name, transposed), make)
+
+    def _pack(self, w, key, transient):
+        if transient and not self._keeps():  # else kept, or held by the caller
+            return packed_scratch(w, key)
+        return pack_panels(w)
 
     def _project(self, x):
         """x W_x + b for every step at once: [T, B, D] -> [T, B, G]."""
-        w_x_panels, bias = self._packed_input_projection()
+        w_x_panels, bias = self._packed_input_projection(transient=True)
         steps, batch, depth = x.shape
         xw = affine_panels(x.reshape(steps * batch, depth), w_x_panels, bias)
         return xw.reshape(steps, batch, len(bias))

@@ -4,7 +4,7 @@ import numpy as np
 from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
 from ..kernels.products import add_matmul_t
-from .base import KernelCell
+from .base import KernelCell, gate_gradients
 
 
 class BasicRNNCell(KernelCell):
@@ -40,8 +40,8 @@ class BasicRNNCell(KernelCell):
 
     def _recur(self, xw, plan, arrays, out, saved=None):
         (h,) = arrays  # the outputs are the states: nothing else to save
-        basic_rnn_forward(xw, self._packed_recurrent("kernel"), self._act, plan.lengths,
-                          plan.chunk_starts, h, out)
+        basic_rnn_forward(xw, self._packed_recurrent("kernel", transient=True), self._act,
+                          plan.lengths, plan.chunk_starts, h, out)
 
     def _step_function(self, dtype):
         w_x, bias = self._input_projection()
@@ -51,9 +51,10 @@ class BasicRNNCell(KernelCell):
 
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (h0,), (dh,) = arrays0, d_arrays
-        dz = np.zeros_like(out)
-        basic_rnn_backward(self._packed_recurrent("kernel", transposed=True), self._act,
-                           plan.lengths, plan.chunk_starts, out, d_out, dh, dz)
+        dz = gate_gradients("basic rnn", out, plan)
+        w_h_t_panels = self._packed_recurrent("kernel", transposed=True, transient=True)
+        basic_rnn_backward(w_h_t_panels, self._act, plan.lengths, plan.chunk_starts, out, d_out,
+                           dh, dz)
         h_prev = previous_steps(out, h0).reshape(-1, self.num_units)
         add_matmul_t(h_prev, dz.reshape(-1, self.num_units), grads["kernel"][self.input_depth:])
         return dz

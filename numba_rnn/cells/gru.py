@@ -4,7 +4,7 @@ import numpy as np
 from ..kernels.common import empty_like_rows, previous_steps
 from ..kernels.gru import gru_backward, gru_forward, gru_step
 from ..kernels.products import add_matmul_t
-from .base import KernelCell
+from .base import KernelCell, gate_gradients
 
 
 class GRUCell(KernelCell):
@@ -64,9 +64,10 @@ class GRUCell(KernelCell):
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
         none = empty_like_rows(xw.shape[1], xw.dtype)
         gates, hc = saved if saved else (none, none)
-        gru_forward(xw, self._packed_recurrent("gates/kernel"),
-                    self._packed_recurrent("candidate/kernel"), b_rec, self.reset_after,
-                    self._act, plan.lengths, plan.chunk_starts, h, out, gates, hc)
+        gru_forward(xw, self._packed_recurrent("gates/kernel", transient=True),
+                    self._packed_recurrent("candidate/kernel", transient=True), b_rec,
+                    self.reset_after, self._act, plan.lengths, plan.chunk_starts, h, out, gates,
+                    hc)
 
     def _step_function(self, dtype):
         w = self._kernel_weights
@@ -79,10 +80,11 @@ class GRUCell(KernelCell):
     def _recur_backward(self, plan, saved, out, arrays0, d_out, d_arrays, grads):
         (gates, hc), (h0,), (dh,) = saved, arrays0, d_arrays
         d, h = self.input_depth, self.num_units
-        dz = np.zeros_like(gates)
-        d_hc = np.zeros_like(hc)
-        gru_backward(self._packed_recurrent("gates/kernel", transposed=True),
-                     self._packed_recurrent("candidate/kernel", transposed=True),
+        dz = gate_gradients("gru", gates, plan)
+        d_hc = gate_gradients("gru candidate", hc, plan)
+        gru_backward(self._packed_recurrent("gates/kernel", transposed=True, transient=True),
+                     self._packed_recurrent("candidate/kernel", transposed=True,
+                                            transient=True),
                      self.reset_after, self._act, plan.lengths, plan.chunk_starts, gates, hc,
                      out, h0, d_out, dh, dz, d_hc)
         h_prev = previous_steps(out, h0).reshape(-1, h)

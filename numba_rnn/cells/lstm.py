@@ -11,7 +11,7 @@ from ..kernels.lstm import (
 )
 from ..kernels.products import add_matmul_t
 from ..kernels.sync import step_flags
-from .base import KernelCell, LSTMStateTuple, positive_int
+from .base import KernelCell, LSTMStateTuple, gate_gradients, positive_int
 
 
 def _clip_value(value, what):
@@ -130,8 +130,8 @@ class LSTMCell(KernelCell):
                                dtype.type(self._cell_clip), self._act, plan.lengths, c, m, out,
                                step_flags(plan.column_parts))
             return
-        w_x_panels, bias = self._packed_input_projection()
-        lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel"),
+        w_x_panels, bias = self._packed_input_projection(transient=True)
+        lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel", transient=True),
                      self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
@@ -166,9 +166,9 @@ class LSTMCell(KernelCell):
         use_proj = self.num_proj is not None
         w_proj_t = (np.ascontiguousarray(w["projection/kernel"].T) if use_proj
                     else np.empty((0, 0), dtype))
-        dz = np.zeros_like(gates)
+        dz = gate_gradients("lstm", gates, plan)
         dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
-        lstm_backward(self._packed_recurrent("kernel", transposed=True),
+        lstm_backward(self._packed_recurrent("kernel", transposed=True, transient=True),
                       self._peepholes(dtype), w_proj_t,
                       dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                       plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,

@@ -142,13 +142,25 @@ def _splat(builder, value, v_type):
 _kernel_1, _kernel_2, _kernel_3, _kernel_4 = (_micro_kernel(r) for r in range(1, 5))
 
 
+def panels_shape(w):
+    """Shape of ``pack_panels(w)``: [ceil(G / width), K, width]."""
+    width = panel_width(w.dtype)
+    return -(-w.shape[1] // width), w.shape[0], width
+
+
 @jit()
 def pack_panels(w):
     """W [K, G] (any strides) packed as [ceil(G / width), K, width], zero-padded."""
-    k_dim, g_dim = w.shape
     width = 128 // w.itemsize
-    n_panels = -(-g_dim // width)
-    panels = np.empty((n_panels, k_dim, width), dtype=w.dtype)
+    return pack_panels_into(w, np.empty((-(-w.shape[1] // width), w.shape[0], width),
+                                        dtype=w.dtype))
+
+
+@jit()
+def pack_panels_into(w, panels):
+    """``pack_panels(w)`` written into ``panels`` (of ``panels_shape(w)``); returns it."""
+    k_dim, g_dim = w.shape
+    n_panels, _, width = panels.shape
     full = g_dim // width
     if full < n_panels:
         panels[full] = 0

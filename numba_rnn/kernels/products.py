@@ -19,9 +19,10 @@ from numba import prange
 from numba.core import types
 from numba.extending import overload
 
+from .. import workspace
 from . import blas
 from .common import OPTIONS, inline, jit
-from .panels import matmul_panels_acc, pack_panels
+from .panels import matmul_panels_acc, pack_panels_into, panels_shape
 
 # Below this many rows, one matrix-vector product per row beats a matrix product: GEMM
 # packs W into its own layout on every call, which small products do not pay back.
@@ -204,13 +205,19 @@ def step_projection(x, w_x, bias):
     return xw
 
 
+def packed_scratch(w, key):
+    """``pack_panels(w)`` in this thread's scratch memory (``workspace``) under ``key``:
+    for panels that one kernel call uses and drops."""
+    return pack_panels_into(w, workspace.scratch(("panels", key), panels_shape(w), w.dtype))
+
+
 def affine(x, w, bias):
     """x @ w + bias for x [N, D], as a new [N, G] array."""
     out = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
     if (not _same_float(x, w, out, x.shape[1], x.shape[0]) or bias.dtype != x.dtype
             or bias.shape != (w.shape[1],)):
         return x @ w + bias
-    return affine_panels(x, pack_panels(w), bias, out)
+    return affine_panels(x, packed_scratch(w, "affine"), bias, out)
 
 
 def affine_panels(x, w_panels, bias, out=None):
@@ -226,7 +233,8 @@ def add_matmul(a, w, z):
     if not _same_float(a, w, z, a.shape[1], a.shape[0]):
         z += a @ w
         return
-    matmul_rows(np.ascontiguousarray(a), pack_panels(w), z, _parts(a.shape[0]))
+    matmul_rows(np.ascontiguousarray(a), packed_scratch(w, "add_matmul"), z,
+                _parts(a.shape[0]))
 
 
 def add_matmul_t(a, w, z):
@@ -234,7 +242,9 @@ def add_matmul_t(a, w, z):
     if not (_same_float(a, w, z, a.shape[0], a.shape[1]) and blas.FOUND):
         z += a.T @ w
         return
-    matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, _parts(a.shape[0]))
+    n_parts = _parts(a.shape[0])
+    partial = workspace.scratch("partial sums", (n_parts - 1,) + z.shape, z.dtype)
+    matmul_t(np.ascontiguousarray(a), np.ascontiguousarray(w), z, partial)
 
 
 @jit(parallel=True)
@@ -261,16 +271,18 @@ def matmul_rows(a, w_panels, z, n_parts):
 
 
 @jit(parallel=True)
-def matmul_t(a, w, z, n_parts):
+def matmul_t(a, w, z, partial):
     """z += a^T @ w for a [K, M], w [K, G], z [M, G] (weight gradients: inputs^T @ gate
     gradients, K = steps x batch). The long K axis is split across threads, each summing
-    its share into its own copy of z: every thread reads only its share of a and w."""
-    partial = np.zeros((n_parts - 1, z.shape[0], z.shape[1]), dtype=z.dtype)
+    its share into its own copy of z: every thread reads only its share of a and w.
+    ``partial`` [threads - 1, M, G] (any content) holds the copies."""
+    n_parts = partial.shape[0] + 1
     for part in prange(n_parts):
         k0, k1 = _thread_rows(a.shape[0], part, n_parts)
         if part == 0:
             matmul_t_acc(a[k0:k1], 0, a.shape[1], w[k0:k1], z)
         else:
+            partial[part - 1].fill(0.0)
             matmul_t_acc(a[k0:k1], 0, a.shape[1], w[k0:k1], partial[part - 1])
     for p in range(n_parts - 1):
         z += partial[p]

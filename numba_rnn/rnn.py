@@ -1,6 +1,7 @@
 """The RNN functions of TensorFlow 1.x ``tf.nn``, on NumPy arrays."""
 import concurrent.futures
 import contextlib
+import functools
 import math
 import os
 
@@ -276,10 +277,20 @@ def _run_both(forward, backward, n_threads):
         numba.set_num_threads(share)  # per Python thread
         return run(share)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(on_own_threads, forward, n_threads // 2)
+    first = _direction_threads().submit(on_own_threads, forward, n_threads // 2)
+    try:
         second = backward(n_threads - n_threads // 2)
-        return first.result(), second
+    finally:
+        concurrent.futures.wait([first])  # nothing runs on after an error
+    return first.result(), second
+
+
+@functools.cache
+def _direction_threads():
+    """The threads that run a forward direction beside its caller's backward one: kept
+    from call to call, and with them their scratch memory (``workspace``)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                 thread_name_prefix="numba_rnn")
 
 
 def _barrier_safe(n_threads):

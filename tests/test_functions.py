@@ -4,7 +4,6 @@ bidirectional_dynamic_rnn, static_rnn, raw_rnn (with TensorArray) and state_savi
 (with StateSaver): each result is compared with NumPy built on ``tests/reference.py``
 (its dynamic_rnn and cell steps), and every bad argument must give a clear error.
 """
-import concurrent.futures
 
 import numba
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from reference import reference_dynamic_rnn, reference_step
 
 import numba_rnn as nr
-from numba_rnn import nest
+from numba_rnn import nest, rnn
 
 F32, F64 = np.float32, np.float64
 ATOL = {F32: 1e-5, F64: 1e-10}
@@ -176,21 +175,22 @@ def test_bidirectional_parallel_iterations_one_equals_default(monkeypatch):
     expected = reference_bidirectional(cell_fw, cell_bw, inputs, lengths, state_fw, state_bw,
                                        False)
     threads_before = numba.get_num_threads()
-    pools = []
-    real_pool = concurrent.futures.ThreadPoolExecutor
+    pools = []  # one entry per direction sent to another thread
+    real_pool = rnn._direction_threads()
 
-    def counting_pool(*args, **kw):
-        pools.append(1)
-        return real_pool(*args, **kw)
+    class CountingPool:
+        def submit(self, *args, **kw):
+            pools.append(1)
+            return real_pool.submit(*args, **kw)
 
-    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", counting_pool)
+    monkeypatch.setattr(rnn, "_direction_threads", CountingPool)
     # The threading layer is known only once a parallel kernel has run: call twice.
     nr.bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, **kwargs)
     default = nr.bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, **kwargs)
     concurrent_calls = len(pools)
     single = nr.bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, parallel_iterations=1,
                                           **kwargs)
-    assert len(pools) == concurrent_calls, "parallel_iterations=1 must not start a thread"
+    assert len(pools) == concurrent_calls, "parallel_iterations=1 must not use another thread"
     assert numba.get_num_threads() == threads_before
     assert_close(default, expected, ATOL[F32], "default")
     assert_close(single, expected, ATOL[F32], "parallel_iterations=1")

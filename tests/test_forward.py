@@ -13,6 +13,7 @@ from reference import reference_dynamic_rnn, reference_step, sigmoid
 
 import numba_rnn as nr
 from numba_rnn import nest
+from numba_rnn.cells.lstm import PROJECT_FIRST_BELOW
 
 rnn_module = importlib.import_module("numba_rnn.rnn")  # nr.rnn may name a function
 
@@ -147,6 +148,31 @@ def test_matches_reference(name, dtype, time_major, lengths):
     assert outputs.shape == ((T, B) if time_major else (B, T)) + (cell.output_size,)
     assert_close(outputs, want_outputs, dtype, "outputs")
     assert_close(final, want_final, dtype, "final state")
+
+
+LSTM_CELLS = [name for name in CELLS if "lstm" in name]
+
+
+@pytest.mark.parametrize("parallel_iterations", [1, 2])
+@pytest.mark.parametrize("batch", [1, PROJECT_FIRST_BELOW - 1, PROJECT_FIRST_BELOW,
+                                   2 * PROJECT_FIRST_BELOW + 3])
+@pytest.mark.parametrize("name", LSTM_CELLS)
+def test_lstm_projection_first_or_in_kernel(name, batch, parallel_iterations):
+    """Chunks of fewer rows than PROJECT_FIRST_BELOW project all steps' inputs first,
+    larger ones in the kernel, step by step: both match the reference, with and without
+    gradients' saved activations."""
+    cell = make_cell(name, F64)
+    x = random_inputs(F64, batch=batch, steps=6)
+    state = random_state(cell, batch, F64)
+    lengths = np.random.default_rng(batch).integers(0, 7, batch)
+    want_outputs, want_final = expected(cell, x, lengths, state)
+    got = nr.dynamic_rnn(cell, x, sequence_length=lengths, initial_state=state,
+                         parallel_iterations=parallel_iterations)
+    (outputs, final), _ = nr.vjp(nr.dynamic_rnn, cell, x, sequence_length=lengths,
+                                 initial_state=state, parallel_iterations=parallel_iterations)
+    for result in (got, (outputs, final)):
+        assert_close(result[0], want_outputs, F64, "outputs")
+        assert_close(result[1], want_final, F64, "final state")
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])

@@ -9,9 +9,13 @@ from ..kernels.lstm import (
     lstm_step,
     pack_split,
 )
-from ..kernels.products import add_matmul_t
+from ..kernels.products import add_matmul_t, affine_panels
 from ..kernels.sync import step_flags
 from .base import KernelCell, LSTMStateTuple, gate_gradients, positive_int
+
+# Chunks of fewer rows than this project every step's input first, in one product:
+# in the kernel they would read all of W_x at every step for a few rows' work.
+PROJECT_FIRST_BELOW = 8
 
 
 def _clip_value(value, what):
@@ -112,7 +116,8 @@ class LSTMCell(KernelCell):
         # (measured: break-even between 128 and 256 units on 2 threads).
         return self.num_proj is None and self.num_units >= 256
 
-    # Each step's x W_x + b is computed in the kernel (see ``lstm_forward``).
+    # Each step's x W_x + b is computed in the kernel (see ``lstm_forward``), unless the
+    # threads' chunks have fewer rows than PROJECT_FIRST_BELOW.
     _projects_in_kernel = True
 
     def _recur(self, x, plan, arrays, out, saved=None):
@@ -131,6 +136,11 @@ class LSTMCell(KernelCell):
                                step_flags(plan.column_parts))
             return
         w_x_panels, bias = self._packed_input_projection(transient=True)
+        if plan.chunk_starts[1] < PROJECT_FIRST_BELOW:
+            steps, batch, depth = x.shape
+            x = affine_panels(x.reshape(steps * batch, depth), w_x_panels, bias).reshape(
+                steps, batch, len(bias))
+            w_x_panels = w_x_panels[:0]  # no panels: x is the projection
         lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel", transient=True),
                      self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,

@@ -97,7 +97,9 @@ def lstm_forward(x, w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, pro
     x [T, B, D]; w_x_panels, w_h_panels are ``pack_panels`` of W_x [D, 4H] and W_h
     [P, 4H]; bias [4H]. Each step computes its own x W_x + b with m W_h, rather than
     reading a projection made for all steps beforehand: the whole-sequence [T, B, 4H]
-    array would be written and read once more (26 MB on W7). w_peep [3, H] rows
+    array would be written and read once more (26 MB on W7). With ``w_x_panels`` of
+    no panels, x [T, B, 4H] is that projection already (for chunks of a few rows, which
+    would read all of W_x at every step for little work). w_peep [3, H] rows
     (f, i, o) or [0, H]; w_proj [H, P] or [0, 0]; c [B, H]; m [B, P]; out [T, B, P]
     zero-initialised. When ``save_gates`` is [T, B, 4H] it receives (i, act(j), f, o) and
     ``save_c`` [T, B, H] the cell state of every step, for the backward pass.
@@ -107,16 +109,22 @@ def lstm_forward(x, w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, pro
     plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     use_proj = w_proj.shape[0] > 0
     save = save_gates.shape[0] > 0
+    projected = w_x_panels.shape[0] == 0
     for chunk in prange(chunk_starts.shape[0] - 1):
         start, stop, steps = chunk_span(chunk_starts, lengths, chunk)
         z = np.empty((stop - start, 4 * hidden), dtype=x.dtype)
         m_full = np.empty((stop - start, hidden), dtype=x.dtype)
         for t in range(steps):
             n = active_rows(lengths, start, stop, t)
-            for i in range(n):
-                for j in range(4 * hidden):
-                    z[i, j] = bias[j]
-            matmul_panels_acc(x[t], start, n, w_x_panels, z)
+            if projected:
+                for i in range(n):
+                    for j in range(4 * hidden):
+                        z[i, j] = x[t, start + i, j]
+            else:
+                for i in range(n):
+                    for j in range(4 * hidden):
+                        z[i, j] = bias[j]
+                matmul_panels_acc(x[t], start, n, w_x_panels, z)
             matmul_panels_acc(m, start, n, w_h_panels, z)
             for i in range(n):
                 r = start + i

@@ -10,6 +10,8 @@ Kernels get time-major arrays whose batch rows are permuted so that
   similar amounts of work.
 """
 import copy
+import math
+import time
 
 import numpy as np
 
@@ -35,8 +37,10 @@ class Plan:
         self.lengths = lengths if self.perm is None else lengths[self.perm]
         self.n_chunks = len(sizes)
         # Threads that split the hidden units instead, for a one-chunk plan (set by the
-        # caller when the cell and the threading layer allow it; see rnn._Run).
+        # caller when the cell and the threading layer allow it; see rnn._Run), and the
+        # largest share of their time they waited for each other (``SplitGuard``).
         self.column_parts = 0
+        self.waited = 0.0
 
     def segment(self, t0, t1):
         """The plan of steps [t0, t1) alone: each length counted from t0, at most t1 - t0.
@@ -62,3 +66,45 @@ class Plan:
         index[axis] = self.perm
         result[tuple(index)] = array
         return result
+
+
+class SplitGuard:
+    """Whether a call may split its steps' work across threads that meet after every
+    step (``Plan.column_parts``).
+
+    Such a call goes at the pace of its slowest thread. When another program keeps a
+    core busy, one of the threads is off its core at almost every step while the other
+    waits: W1 took 10-12 ms a call instead of 1.5, where one thread takes 3-4. So a split
+    call whose threads waited for more than ``WAITED`` of their time (0.7-0.8 then, under
+    0.1 on a quiet machine) turns the split off for ``FIRST_PAUSE`` seconds, twice as
+    long after each such call in a row, up to ``MAX_PAUSE``; one that kept pace resets
+    that. Both paths give the same numbers bit for bit.
+
+    A call that comes more than ``IDLE`` seconds after the previous one is not judged:
+    its threads wait as much on a quiet machine, as they wake up and speed up again.
+    """
+
+    WAITED = 0.25
+    FIRST_PAUSE = 0.01
+    MAX_PAUSE = 0.64
+    IDLE = 0.005
+
+    def __init__(self):
+        self.pause = self.FIRST_PAUSE
+        self.off_until = -math.inf  # time.monotonic() until which calls do not split
+        self.last_call = -math.inf  # time.monotonic() at the end of the last call
+
+    def allows(self):
+        return time.monotonic() >= self.off_until
+
+    def record(self, plan, started):
+        """Account for a call made with ``plan`` that began at ``started``
+        (time.monotonic())."""
+        now = time.monotonic()
+        if plan.column_parts and started - self.last_call < self.IDLE:
+            if plan.waited > self.WAITED:
+                self.off_until = now + self.pause
+                self.pause = min(2 * self.pause, self.MAX_PAUSE)
+            else:
+                self.pause = self.FIRST_PAUSE
+        self.last_call = now

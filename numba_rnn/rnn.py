@@ -4,6 +4,7 @@ import contextlib
 import functools
 import math
 import os
+import time
 
 import numba
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from . import checks, nest, threads
 from .cells.base import KernelCell, size_shape
 from .engine import backward_cell, run_cell
-from .plan import Plan
+from .plan import Plan, SplitGuard
 
 
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
@@ -148,6 +149,8 @@ def _prepare(cell, inputs, sequence_length, initial_state, dtype, time_major, sc
 # Below this many floating-point operations in the recurrence, waking a second thread
 # costs more than it saves (tens of microseconds when idle, milliseconds on a busy machine).
 PARALLEL_MIN_FLOPS = 5e6
+# Turns the column split off for a while after calls whose threads waited for each other.
+SPLIT_GUARD = SplitGuard()
 
 
 def _recurrent_flops(cell, lengths):
@@ -176,10 +179,11 @@ class _Run:
         self.cell._set_scope(self.scope)
         if _recurrent_flops(self.cell, self.lengths) < PARALLEL_MIN_FLOPS:
             n_threads = 1
+        started = time.monotonic()
         plan = self.plan = Plan(self.lengths, n_threads)
         if (tape is None and plan.n_chunks == 1 and n_threads > 1
                 and isinstance(self.cell, KernelCell) and self.cell._splits_columns()
-                and _barrier_safe(n_threads)):
+                and _barrier_safe(n_threads) and SPLIT_GUARD.allows()):
             plan.column_parts = n_threads
         if self._in_place(plan, tape):
             x = [leaf.swapaxes(0, 1) for leaf in self.leaves]
@@ -188,6 +192,7 @@ class _Run:
         with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
             outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
                                       nest.map_structure(plan.rows, self.state), tape)
+        SPLIT_GUARD.record(plan, started)
         return (nest.map_structure(self.from_plan, outputs),
                 nest.map_structure(plan.unrows, final))
 

@@ -2,7 +2,8 @@
 import numba
 import pytest
 
-from numba_rnn import workspace
+from numba_rnn import rnn, workspace
+from numba_rnn.plan import SplitGuard
 
 # Scratch memory handed out full of NaN: a kernel that reads scratch it did not write
 # gives wrong results in every test, not only when the memory happens to hold garbage.
@@ -16,3 +17,15 @@ def numba_thread_count():
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     yield
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+class AlwaysSplit(SplitGuard):
+    def allows(self):
+        return True
+
+
+@pytest.fixture
+def always_split(monkeypatch):
+    """The column split is never turned off for a busy machine (``rnn.SPLIT_GUARD``):
+    tests of the split path must take it on a loaded test machine too."""
+    monkeypatch.setattr(rnn, "SPLIT_GUARD", AlwaysSplit())

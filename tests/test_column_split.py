@@ -7,8 +7,8 @@ threads, which meet at a spin barrier (``kernels.sync``) after every step. Check
 - results against the NumPy reference (tests/reference.py) for BasicLSTMCell and LSTMCell
   options, uneven splits (257 and 259 units), batches 1..7, ragged lengths including 0
   and the full length, given and zero initial states, float32 and float64, both layouts;
-  the split path is really taken (calls counted) and agrees closely with a one-thread
-  run (``parallel_iterations=1``), which must not take it;
+  the split path is really taken (calls counted) and agrees bit for bit with a
+  one-thread run (``parallel_iterations=1``), which must not take it;
 - the cases that must not split (projection, fewer units, training under ``vjp``, an
   unsafe threading layer, batches split by rows) still give correct results;
 - the caller's arrays are not modified;
@@ -31,15 +31,13 @@ from reference import reference_dynamic_rnn
 
 import numba_rnn as nr
 from numba_rnn import nest, rnn
+from numba_rnn import plan as plan_module
 from numba_rnn.cells import lstm as lstm_cells
 from numba_rnn.kernels.sync import SLOT
-from numba_rnn.plan import Plan
+from numba_rnn.plan import Plan, SplitGuard
 
 F32, F64 = np.float32, np.float64
 ATOL = {F32: 1e-5, F64: 1e-10}  # against the reference, as in test_forward.py
-# Split vs one-thread run: the same arithmetic except how BLAS blocks the gate columns
-# (a few ulps per step; measured <= 1e-7 in float32, <= 2e-16 in float64).
-TIGHT = {F32: 2e-6, F64: 1e-13}
 T, D = 30, 6
 UNITS = [256, 257, 259]  # 2 threads: 128 + 128, 129 + 128, 130 + 129 units
 HANG_SECONDS = 60  # a split kernel call still running by then has deadlocked
@@ -195,7 +193,7 @@ _kernel_thread = None
 
 
 @pytest.fixture
-def split_calls(monkeypatch):
+def split_calls(monkeypatch, always_split):
     """The parts (threads) of every call of ``lstm_forward_split``, in call order; the
     calls run on the KernelThread, so that a deadlock fails the test."""
     global _kernel_thread
@@ -229,7 +227,7 @@ def split_run(cell, x, calls, lengths=None, state=None, time_major=False):
     one = nr.dynamic_rnn(cell, x, sequence_length=lengths, initial_state=state,
                          time_major=time_major, parallel_iterations=1)
     assert len(calls) == before + 1, "parallel_iterations=1 took the split path"
-    assert_close(got, one, dtype, TIGHT, "split vs one thread")
+    assert_identical(got, one)  # the same arithmetic in the same order
     assert_close(got, expected(cell, x, lengths, state, time_major), dtype, ATOL,
                  "split vs reference")
     return got
@@ -500,6 +498,98 @@ def test_many_calls_finish_and_agree(split_ready, split_calls):
     assert split_calls == [numba.get_num_threads()] * (calls + len(cases))
     for (cell, x, lengths), got in zip(cases, firsts):
         assert_close(got, expected(cell, x, lengths), x.dtype.type, ATOL)
+
+
+# -------------------------------------------------------------- turned off when slowed
+class FakePlan:
+    def __init__(self, column_parts, waited):
+        self.column_parts, self.waited = column_parts, waited
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.monotonic() as numba_rnn.plan sees it, set by the test."""
+    now = [100.0]
+    monkeypatch.setattr(plan_module.time, "monotonic", lambda: now[0])
+    return now
+
+
+def call(guard, clock, column_parts, waited, seconds=0.001):
+    """A call of ``seconds`` that starts now, as rnn._Run makes it."""
+    started = clock[0]
+    clock[0] += seconds
+    guard.record(FakePlan(column_parts, waited), started)
+
+
+def pause_after(guard, clock, waited):
+    """Make a split call whose threads waited ``waited`` of their time, then one-thread
+    calls for as long as the guard keeps the split off; that time, in seconds."""
+    call(guard, clock, 2, waited)
+    off = clock[0]
+    while not guard.allows():
+        call(guard, clock, 0, 0.0)
+    return round(clock[0] - off, 3)
+
+
+def test_guard_turns_the_split_off_after_a_call_that_waited(clock):
+    guard = SplitGuard()
+    call(guard, clock, 2, 0.0)  # the first call follows no other: not judged
+    first = SplitGuard.FIRST_PAUSE
+    assert pause_after(guard, clock, 0.0) == 0
+    assert pause_after(guard, clock, 0.2) == 0  # below WAITED
+    pauses = [pause_after(guard, clock, 0.9) for _ in range(10)]
+    assert pauses[:4] == [first, 2 * first, 4 * first, 8 * first]
+    assert pauses[-1] == SplitGuard.MAX_PAUSE
+    assert pause_after(guard, clock, 0.01) == 0  # kept pace: back to the first pause
+    assert pause_after(guard, clock, 0.9) == first
+
+
+def test_guard_does_not_judge_a_call_after_idle_time(clock):
+    guard = SplitGuard()
+    call(guard, clock, 2, 0.0)
+    clock[0] += 2 * SplitGuard.IDLE  # the threads went to sleep
+    call(guard, clock, 2, 0.9)
+    assert guard.allows()
+    call(guard, clock, 2, 0.9)  # right after the previous one
+    assert not guard.allows()
+
+
+def test_guard_ignores_calls_without_split(clock):
+    guard = SplitGuard()
+    for _ in range(3):
+        call(guard, clock, 0, 0.9)
+    assert guard.allows()
+
+
+@needs_jit
+@needs_threads
+def test_slowed_split_falls_back_to_one_thread(split_ready, monkeypatch):
+    """With the waits of every split call reported high, the next call runs on one thread
+    (same numbers, bit for bit); once the pause is over the split is back."""
+    guard = SplitGuard()
+    monkeypatch.setattr(rnn, "SPLIT_GUARD", guard)
+    splits, shares = [], []
+    original_split, original_share = lstm_cells.lstm_forward_split, lstm_cells.waited_share
+    monkeypatch.setattr(lstm_cells, "lstm_forward_split",
+                        lambda *args: splits.append(1) or original_split(*args))
+
+    def share(flags):  # the real share, then reported as if the threads had waited
+        shares.append(original_share(flags))
+        return 0.9
+
+    monkeypatch.setattr(lstm_cells, "waited_share", share)
+    cell = make_cell("plain", 256, F32)
+    x = random_inputs(F32, 2)
+    first = nr.dynamic_rnn(cell, x)  # judged against nothing before it
+    second = nr.dynamic_rnn(cell, x)  # judged: turns the split off
+    third = nr.dynamic_rnn(cell, x)
+    assert len(splits) == 2, "the third call should have run on one thread"
+    assert_identical(third, first)
+    assert_identical(second, first)
+    assert all(0.0 <= s <= 1.0 for s in shares), shares
+    guard.off_until = -np.inf  # the pause is over
+    nr.dynamic_rnn(cell, x)
+    assert len(splits) == 3
 
 
 # ------------------------------------------------------------------------ without JIT

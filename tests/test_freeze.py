@@ -191,7 +191,7 @@ def test_pack_split(hidden, n_parts, dtype):
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT or numba.get_num_threads() < 2,
                     reason="the column split needs JIT and 2+ threads")
-def test_column_split_uses_kept_parts(monkeypatch):
+def test_column_split_uses_kept_parts(monkeypatch, always_split):
     """A frozen cell's column split packs its parts once, not on every call."""
     cell = built("basic_lstm", 257, F32).freeze()
     x = inputs(F32, 2, 12)

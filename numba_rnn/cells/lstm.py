@@ -10,7 +10,7 @@ from ..kernels.lstm import (
     pack_split,
 )
 from ..kernels.products import add_matmul_t, affine_panels
-from ..kernels.sync import step_flags
+from ..kernels.sync import step_flags, waited_share
 from .base import KernelCell, LSTMStateTuple, gate_gradients, positive_int
 
 # Chunks of fewer rows than this project every step's input first, in one product:
@@ -130,10 +130,12 @@ class LSTMCell(KernelCell):
         if plan.column_parts > 1 and not saved and not w_proj.size:
             w_x, bias = self._input_projection()
             packed_x, packed_h = self._split_panels(plan.column_parts, dtype)
+            flags = step_flags(plan.column_parts)
             lstm_forward_split(np.ascontiguousarray(x), w_x, bias, w["kernel"][self.input_depth:],
                                packed_x, packed_h, self._peepholes(dtype),
                                dtype.type(self._cell_clip), self._act, plan.lengths, c, m, out,
-                               step_flags(plan.column_parts))
+                               flags)
+            plan.waited = max(plan.waited, waited_share(flags))
             return
         w_x_panels, bias = self._packed_input_projection(transient=True)
         if plan.chunk_starts[1] < PROJECT_FIRST_BELOW:

@@ -35,7 +35,7 @@ from .common import (
 )
 from .panels import matmul_panels_acc, pack_panels
 from .products import matmul_acc
-from .sync import SLOT, finish_step
+from .sync import SLOT, clock, finish_step, finish_steps
 
 
 @numba.njit(**OPTIONS)
@@ -286,6 +286,7 @@ def lstm_forward_split(x, w_x, bias, w_h, packed_x, packed_h, w_peep, cell_clip,
         w_h_panels = _part_panels(w_h, packed_h, part, k0, k1)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
+        started = clock()
         for t in range(steps):
             n = active_rows(lengths, 0, batch, t)
             z = xw[t * batch:t * batch + n]  # this step's rows, turned into gates in place
@@ -299,6 +300,9 @@ def lstm_forward_split(x, w_x, bias, w_h, packed_x, packed_h, w_peep, cell_clip,
             copy_rows(m_steps[(t + 1) % 2, :n, k0:k1], m_part[:n])
             copy_rows(out[t, :n, k0:k1], m_part[:n])
             finish_step(flags, part, n_parts, t + 1)
+            if t == 0:  # the first wait also covers the other threads waking up
+                started = clock()
+        finish_steps(flags, part, started)
         copy_rows(c[:, k0:k1], c_part)
     for i in range(batch):
         copy_rows(m[i:i + 1], m_steps[lengths[i] % 2, i:i + 1])  # the row's last step

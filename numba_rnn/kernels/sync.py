@@ -5,13 +5,19 @@ array (one cache line apart, so the slots do not share a line), then waits until
 slot has reached that step. The store is a release and the loads are acquires, so what a
 thread wrote before publishing is visible to the threads that see the new count.
 
-A thread that has waited long yields its core (``sched_yield``) while it waits on.
+A thread that has waited long yields its core (``sched_yield``) while it waits on. Each
+thread also adds up, in cycles, how long it waited and how long its steps took
+(``waited_share``): the caller learns whether the threads kept pace with each other
+(on x86-64; elsewhere the share is always 0).
 
 Only for regions where each part is guaranteed its own running thread (OpenMP or the
 workqueue layer, with at least as many threads as parts); otherwise a part would wait
 for one that never starts.
 """
+import platform
+
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -58,6 +64,22 @@ def _load_acquire(typingctx, array, index):
     return sig, codegen
 
 
+# Elsewhere the counter may not be readable from user code (a trap on AArch64 Linux).
+HAS_CLOCK = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@intrinsic
+def clock(typingctx):
+    """The CPU's time stamp counter (``llvm.readcyclecounter``); 0 without HAS_CLOCK."""
+    def codegen(context, builder, signature, args):
+        if not HAS_CLOCK:
+            return ir.Constant(ir.IntType(64), 0)
+        counter = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter")
+        return builder.call(counter, [])
+    return types.int64(), codegen
+
+
 def step_flags(n_parts):
     """The shared array of a barrier for ``n_parts`` threads, every count at 0."""
     return np.zeros(n_parts * SLOT, dtype=np.int64)
@@ -67,9 +89,27 @@ def step_flags(n_parts):
 def finish_step(flags, part, n_parts, step):
     """Publish that ``part`` has finished ``step`` steps and wait for every other part."""
     _store_release(flags, part * SLOT, np.int64(step))
+    waiting = clock()
     for other in range(n_parts):
         spins = 0
         while _load_acquire(flags, other * SLOT) < step:
             spins += 1
             if spins > SPINS:
                 _sched_yield()
+    if step > 1:  # see finish_steps
+        flags[part * SLOT + 1] += clock() - waiting
+
+
+@inline
+def finish_steps(flags, part, started):
+    """Record how long ``part``'s steps took since ``clock()`` was ``started``: at the
+    end of the first step, whose wait is not counted either (it is mostly the other
+    threads waking up, which says nothing about the steps that follow)."""
+    flags[part * SLOT + 2] = clock() - started
+
+
+def waited_share(flags):
+    """After the parallel region: the share of the threads' step time spent waiting at
+    the barrier (0 when they kept pace, about half when one is off its core at every
+    step)."""
+    return flags[1::SLOT].sum() / max(1, flags[2::SLOT].sum())

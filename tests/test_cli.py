@@ -3,10 +3,16 @@ import io
 import pathlib
 import runpy
 
+import numba
 import numpy as np
 import pytest
 
+import numba_rnn as nr
 from numba_rnn import cli, demo
+from numba_rnn.kernels import basic_rnn as kernels_basic_rnn
+from numba_rnn.kernels import gru as kernels_gru
+from numba_rnn.kernels import lstm as kernels_lstm
+from numba_rnn.kernels import panels, products
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 SLOW_WITHOUT_JIT = {"char_rnn.py", "variable_length_classification.py"}
@@ -39,9 +45,36 @@ def test_bad_arguments_exit_with_a_message(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_warmup(capsys):
+def kernel_signatures():
+    """Every compiled kernel's signatures so far, by kernel."""
+    found = {}
+    for module in (kernels_basic_rnn, kernels_gru, kernels_lstm, products, panels):
+        for name, value in vars(module).items():
+            if isinstance(value, numba.core.dispatcher.Dispatcher):
+                found[f"{module.__name__}.{name}"] = set(value.signatures)
+    return found
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled without JIT")
+def test_warmup_compiles_what_usual_calls_need(capsys):
+    """After ``numba-rnn warmup``, the usual calls compile nothing more: every kernel
+    signature they use is in the on-disk cache (the first call of a fresh install)."""
     assert cli.main(["warmup"]) == 0
     assert "kernels ready" in capsys.readouterr().out
+    before = kernel_signatures()
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for batch, units in [(1, 256), (4, 16), (40, 16)]:  # split or one thread; chunks
+            x = rng.standard_normal((batch, 5, 7)).astype(dtype)
+            for cell in (nr.BasicLSTMCell(units, dtype=dtype), nr.GRUCell(units, dtype=dtype),
+                         nr.BasicRNNCell(units, dtype=dtype)):
+                (out, _), backward = nr.vjp(nr.dynamic_rnn, cell, x)
+                backward((out, None))
+                nr.dynamic_rnn(cell.freeze(), x)
+                nr.dynamic_rnn(cell, np.asfortranarray(x), time_major=True)
+    after = kernel_signatures()
+    new = {name: after[name] - before.get(name, set()) for name in after}
+    assert not {name: s for name, s in new.items() if s}
 
 
 @pytest.mark.parametrize("path", [

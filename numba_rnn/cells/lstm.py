@@ -9,7 +9,7 @@ from ..kernels.lstm import (
     lstm_step,
     pack_split,
 )
-from ..kernels.products import add_matmul_t, affine_panels
+from ..kernels.products import add_matmul_t
 from ..kernels.sync import step_flags, waited_share
 from .base import KernelCell, LSTMStateTuple, gate_gradients, positive_int
 
@@ -137,12 +137,11 @@ class LSTMCell(KernelCell):
                                flags)
             plan.waited = max(plan.waited, waited_share(flags))
             return
-        w_x_panels, bias = self._packed_input_projection(transient=True)
         if plan.chunk_starts[1] < PROJECT_FIRST_BELOW:
-            steps, batch, depth = x.shape
-            x = affine_panels(x.reshape(steps * batch, depth), w_x_panels, bias).reshape(
-                steps, batch, len(bias))
-            w_x_panels = w_x_panels[:0]  # no panels: x is the projection
+            x = self._project(x)  # with no W_x panels, the kernel takes x as x W_x + b
+            w_x_panels, bias = np.empty((0, 0, 0), dtype), np.empty(0, dtype)
+        else:
+            w_x_panels, bias = self._packed_input_projection(transient=True)
         lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel", transient=True),
                      self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,

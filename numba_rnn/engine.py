@@ -128,6 +128,7 @@ def _backward_kernel_cell(record, plan, d_out, d_state):
 
 
 def _run_python_cell(cell, inputs, plan, state):
+    state = nest.map_structure(np.copy, state)  # the cell may write to what it is given
     leaves = nest.flatten(inputs)
     steps, batch = leaves[0].shape[:2]
     lengths = plan.lengths
@@ -155,7 +156,6 @@ def _run_python_cell(cell, inputs, plan, state):
         dtype = leaves[0].dtype
         outputs = [np.zeros((steps, batch) + size_shape(size), dtype=dtype)
                    for size in nest.flatten(cell.output_size)]
-        state = nest.map_structure(np.copy, state)
     return nest.pack_sequence_as(cell.output_size, outputs), state
 
 

@@ -10,6 +10,7 @@ Kernels get time-major arrays whose batch rows are permuted so that
   similar amounts of work.
 """
 import copy
+import itertools
 import math
 import time
 
@@ -23,17 +24,16 @@ class Plan:
         # Chunks of fewer than 4 rows waste the kernels' 4-row blocking and make every
         # thread stream all of W_h for little work: fewer threads are faster then.
         n_chunks = max(1, min(int(n_threads), batch // 4))
-        if batch == 0 or np.all(lengths == lengths[0]):
+        if batch == 0 or lengths.min() == lengths.max():
             # Equal lengths: contiguous chunks keep rows in place (no gather needed).
             self.perm = None
-            sizes = np.full(n_chunks, batch // n_chunks)
-            sizes[:batch % n_chunks] += 1
+            sizes = [batch // n_chunks + (k < batch % n_chunks) for k in range(n_chunks)]
         else:
             by_length = np.argsort(-lengths, kind="stable")
             dealt = [by_length[k::n_chunks] for k in range(n_chunks)]
             self.perm = np.concatenate(dealt)
-            sizes = np.array([len(d) for d in dealt])
-        self.chunk_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            sizes = [len(d) for d in dealt]
+        self.chunk_starts = np.array([0, *itertools.accumulate(sizes)], dtype=np.int64)
         self.lengths = lengths if self.perm is None else lengths[self.perm]
         self.n_chunks = len(sizes)
         # Threads that split the hidden units instead, for a one-chunk plan (set by the

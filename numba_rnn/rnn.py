@@ -163,7 +163,7 @@ def _recurrent_flops(cell, lengths):
 def _one_thread_if(condition):
     """Run a one-chunk plan with one thread: a parallel region of one would still wake
     the others."""
-    return threads.thread_limit(1) if condition else contextlib.nullcontext()
+    return threads.one_thread() if condition else contextlib.nullcontext()
 
 
 class _Run:
@@ -191,7 +191,7 @@ class _Run:
             x = [self.to_plan(leaf, copy=False) for leaf in self.leaves]
         with _one_thread_if(plan.n_chunks == 1 and not plan.column_parts):
             outputs, final = run_cell(self.cell, nest.pack_sequence_as(self.inputs, x), plan,
-                                      nest.map_structure(plan.rows, self.state), tape)
+                                      nest.map_structure(self.state_rows, self.state), tape)
         SPLIT_GUARD.record(plan, started)
         return (nest.map_structure(self.from_plan, outputs),
                 nest.map_structure(plan.unrows, final))
@@ -217,6 +217,11 @@ class _Run:
                 and not plan.column_parts and isinstance(self.cell, KernelCell)
                 and self.cell._projects_in_kernel and len(leaves) == 1
                 and leaves[0].flags.c_contiguous)
+
+    def state_rows(self, array):
+        """A state leaf in plan row order: the caller's array itself if nothing moves (the
+        engine copies what it writes to)."""
+        return self.plan.rows(array, copy=False)
 
     def to_plan(self, array, copy=True):
         """Caller's layout -> time-major, plan row order, C-contiguous."""

@@ -80,3 +80,15 @@ def thread_limit(parallel_iterations):
             yield numba.get_num_threads()
     finally:
         numba.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the body's kernels on one Numba thread (inside ``thread_limit``, which has put
+    BLAS on one thread already)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

@@ -644,6 +644,30 @@ def test_custom_cell_by_hand(time_major):
     np.testing.assert_array_equal(final, (x * mask).sum(axis=1))
 
 
+class InPlaceAccumulator(nr.RNNCell):
+    """Accumulator that adds to the state it is given, in place."""
+
+    state_size = 2
+    output_size = 2
+
+    def __call__(self, inputs, state):
+        state += inputs
+        return 2 * state, state
+
+
+@pytest.mark.parametrize("lengths", [None, [4, 4, 4], [0, 0, 0]], ids=["none", "equal", "zero"])
+def test_custom_cell_writing_its_state_leaves_initial_state_alone(lengths):
+    x = np.random.default_rng(0).normal(size=(3, 4, 2))
+    state = np.ones((3, 2))
+    outputs, final = nr.dynamic_rnn(InPlaceAccumulator(), x, sequence_length=lengths,
+                                    initial_state=state)
+    np.testing.assert_array_equal(state, np.ones((3, 2)))
+    assert not np.shares_memory(final, state)
+    want = Accumulator()
+    np.testing.assert_array_equal(final, nr.dynamic_rnn(want, x, sequence_length=lengths,
+                                                        initial_state=np.ones((3, 2)))[1])
+
+
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
 def test_custom_cell_with_nested_inputs_and_outputs(time_major, dtype):

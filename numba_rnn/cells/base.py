@@ -259,7 +259,9 @@ def gate_gradients(key, like, plan):
 
 def size_shape(size):
     """A state or output size (an int, or a shape tuple for custom cells) as a shape."""
-    return (int(size),) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+    if isinstance(size, (int, np.integer)) or np.ndim(size) == 0:  # ints first: cheaper
+        return (int(size),)
+    return tuple(int(s) for s in size)
 
 
 def _initial_value(init, shape, dtype, rng):

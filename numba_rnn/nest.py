@@ -14,7 +14,12 @@ def flatten(structure):
         return [structure]
     leaves = []
     for item in structure:
-        leaves.extend(flatten(item))
+        # Leaves appended here rather than by a call per leaf: this runs several times
+        # in every RNN call.
+        if is_sequence(item):
+            leaves.extend(flatten(item))
+        else:
+            leaves.append(item)
     return leaves
 
 
@@ -32,7 +37,10 @@ def _pack(structure, leaves, i):
         return leaves[i], i + 1
     items = []
     for item in structure:
-        packed, i = _pack(item, leaves, i)
+        if is_sequence(item):
+            packed, i = _pack(item, leaves, i)
+        else:
+            packed, i = leaves[i], i + 1
         items.append(packed)
     return _like(structure, items), i
 
@@ -61,10 +69,9 @@ def _map(fn, structures):
 
 def same_structure(a, b):
     """True when ``a`` and ``b`` nest the same way (sequence types may differ)."""
-    if is_sequence(a) != is_sequence(b):
-        return False
-    if not is_sequence(a):
-        return True
+    a_nested, b_nested = is_sequence(a), is_sequence(b)
+    if not (a_nested and b_nested):
+        return a_nested == b_nested
     return len(a) == len(b) and all(same_structure(x, y) for x, y in zip(a, b))
 
 

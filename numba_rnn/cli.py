@@ -124,8 +124,9 @@ def demo(args):
 
 def warmup(args):
     """Compile (or load from the cache) every built-in kernel once, for both dtypes:
-    forward and backward passes, frozen cells, the LSTM's forward pass on batch-major
-    inputs read in place, and its column-split forward pass (also frozen)."""
+    forward and backward passes, frozen cells and their one-step calls, the LSTM's forward
+    pass on batch-major inputs read in place, and its column-split forward pass (also
+    frozen)."""
     start = time.perf_counter()
     x = np.zeros((2, 2, 3))
     for dtype in (np.float32, np.float64):
@@ -135,6 +136,7 @@ def warmup(args):
             outputs, backward = vjp(dynamic_rnn, cell, x.astype(dtype), sequence_length=[2, 1])
             backward((np.ones_like(outputs[0]), None))
             dynamic_rnn(cell.freeze(), x.astype(dtype))  # weights packed once, kept
+            cell(x[0].astype(dtype), None)  # a frozen cell's one-step function
         # 8 rows on one thread (too little work for two): each step projects its own
         # inputs, read where they are (batch-major, equal lengths).
         dynamic_rnn(LSTMCell(4, dtype=dtype), np.zeros((8, 2, 3), dtype))

@@ -319,10 +319,13 @@ def test_batch_major_inference_in_place(name, lengths, monkeypatch):
 
 
 # ------------------------------------------------------------------------- one-step call
+@pytest.mark.parametrize("frozen", [False, True], ids=["unfrozen", "frozen"])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 @pytest.mark.parametrize("name", list(CELLS))
-def test_one_step_call_matches_reference_step(name, dtype):
+def test_one_step_call_matches_reference_step(name, dtype, frozen):
     cell = make_cell(name, dtype)
+    if frozen:
+        cell.freeze()
     x = random_inputs(dtype)[:, 0]
     state = random_state(cell, B, dtype)
     saved = copies((x, state))
@@ -331,6 +334,41 @@ def test_one_step_call_matches_reference_step(name, dtype):
     assert_close(output, want_output, dtype, "output")
     assert_close(new_state, want_state, dtype, "state")
     assert_identical((x, state), saved)
+
+
+@pytest.mark.parametrize("name", ["basic_tanh", "gru", "gru_reset_after", "basic_lstm",
+                                  "lstm_all"])
+def test_frozen_one_step_call_skips_dynamic_rnn_unless_worth_threads(name, monkeypatch):
+    """A frozen built-in cell's small step calls its compiled one-step function directly;
+    a step with enough work for threads still goes through dynamic_rnn."""
+    calls = []
+    dynamic_rnn = rnn_module.dynamic_rnn
+    monkeypatch.setattr(rnn_module, "dynamic_rnn",
+                        lambda *args, **kwargs: calls.append(1) or dynamic_rnn(*args, **kwargs))
+    cell = make_cell(name, F32)
+    x = random_inputs(F32)[:, 0]
+    state = random_state(cell, B, F32)
+    unfrozen = cell(x, state)
+    assert calls == [1]
+    cell.freeze()
+    assert_close(cell(x, state), unfrozen, F32, "frozen step")
+    assert calls == [1]
+    big = nr.BasicLSTMCell(512)
+    big.build(D)
+    big.freeze()
+    big(np.ones((8, D), F32), None)
+    assert calls == [1, 1]
+
+
+def test_frozen_one_step_call_checks_its_arguments():
+    cell = make_cell("basic_lstm", F32).freeze()
+    x = random_inputs(F32)[:, 0]
+    with pytest.raises(ValueError, match="initial_state"):
+        cell(x, (np.zeros((B, 3), F32), np.zeros((B, 3), F32)))
+    with pytest.raises(ValueError, match="dtype"):
+        cell(x.astype(F64), None)
+    with pytest.raises(ValueError, match="depth"):
+        cell(x[:, 1:], None)
 
 
 # ------------------------------------------------------------------------------ threads

@@ -374,12 +374,15 @@ class KernelCell(RNNCell):
 
 def step_with_dynamic_rnn(cell, inputs, state):
     """One step of a built-in cell: inputs [B, D], state -> (output, new state)."""
-    from ..rnn import dynamic_rnn
+    from ..rnn import dynamic_rnn, frozen_step
 
     inputs = np.asarray(inputs)
     if inputs.ndim != 2:
         raise ValueError(f"inputs of one step must have shape [batch_size, depth], "
                          f"got shape {inputs.shape}")
+    result = frozen_step(cell, inputs, state)
+    if result is not None:
+        return result
     outputs, new_state = dynamic_rnn(cell, inputs[None], initial_state=state,
                                      time_major=True, scope=cell._scope)
     return outputs[0], new_state

@@ -1,5 +1,4 @@
 """BasicRNNCell: the plain (Elman) recurrent cell."""
-import numpy as np
 
 from ..kernels.basic_rnn import basic_rnn_backward, basic_rnn_forward, basic_rnn_step
 from ..kernels.common import previous_steps
@@ -44,8 +43,8 @@ class BasicRNNCell(KernelCell):
                           plan.lengths, plan.chunk_starts, h, out)
 
     def _step_function(self, dtype):
-        w_x, bias = self._input_projection()
-        return basic_rnn_step, (np.ascontiguousarray(w_x), bias,
+        w_x_panels, bias = self._packed_input_projection()
+        return basic_rnn_step, (w_x_panels, bias,
                                 self._packed_recurrent("kernel"),
                                 self._act)
 

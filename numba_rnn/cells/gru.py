@@ -71,9 +71,9 @@ class GRUCell(KernelCell):
 
     def _step_function(self, dtype):
         w = self._kernel_weights
-        w_x, bias = self._input_projection()
+        w_x_panels, bias = self._packed_input_projection()
         b_rec = w.get("candidate/recurrent_bias", w["candidate/bias"])
-        return gru_step, (np.ascontiguousarray(w_x), bias, self._packed_recurrent("gates/kernel"),
+        return gru_step, (w_x_panels, bias, self._packed_recurrent("gates/kernel"),
                           self._packed_recurrent("candidate/kernel"), b_rec, self.reset_after,
                           self._act)
 

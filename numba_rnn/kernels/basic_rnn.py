@@ -65,9 +65,9 @@ def basic_rnn_backward(w_h_t_panels, act, lengths, chunk_starts, out, d_out, dh,
 def basic_rnn_step(params, x, h):
     """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
     (output, new h), the output being the new h."""
-    w_x, bias, w_h_panels, act = params
+    w_x_panels, bias, w_h_panels, act = params
     lengths, chunk_starts = one_step_plan(x.shape[0])
-    xw = step_projection(x, w_x, bias)
+    xw = step_projection(x, w_x_panels, bias)
     h = h.copy()
     out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
     basic_rnn_forward(xw, w_h_panels, act, lengths, chunk_starts, h, out)

@@ -142,9 +142,9 @@ def gru_backward(w_ru_t_panels, w_c_t_panels, reset_after, act, lengths, chunk_s
 def gru_step(params, x, h):
     """One step for a whole batch, callable from compiled code: x [B, D], h [B, H] ->
     (output, new h), the output being the new h."""
-    w_x, bias, w_ru_panels, w_c_panels, b_c_rec, reset_after, act = params
+    w_x_panels, bias, w_ru_panels, w_c_panels, b_c_rec, reset_after, act = params
     lengths, chunk_starts = one_step_plan(x.shape[0])
-    xw = step_projection(x, w_x, bias)
+    xw = step_projection(x, w_x_panels, bias)
     h = h.copy()
     out = np.zeros((1, x.shape[0], h.shape[1]), dtype=x.dtype)
     none = np.empty((0, x.shape[0], 0), dtype=x.dtype)

@@ -196,12 +196,13 @@ def _same_float(a, w, z, a_rows, a_cols):
 
 
 @inline
-def step_projection(x, w_x, bias):
+def step_projection(x, w_x_panels, bias):
     """x W_x + b of one step, for a compiled step function: x [B, D] -> [1, B, G], as the
-    sequence kernels take their input projection."""
+    sequence kernels take their input projection, with ``w_x_panels = pack_panels(W_x)``:
+    the same arithmetic as ``project``, so a step gives dynamic_rnn's numbers bit for bit."""
     xw = np.empty((1, x.shape[0], bias.shape[0]), dtype=x.dtype)
     xw[0, :] = bias
-    matmul_acc(x, 0, x.shape[0], w_x, xw[0])
+    matmul_panels_acc(np.ascontiguousarray(x), 0, x.shape[0], w_x_panels, xw[0])
     return xw
 
 

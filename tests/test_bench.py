@@ -69,9 +69,13 @@ def test_smoke_run_prints_the_table_and_writes_json(marks, tmp_path, capsys):
 
     report = json.loads(path.read_text())
     assert report["threads"] >= 1 and report["dtype"] == "float32"
-    assert report["gemm_peak"]["gflops"] > 0 and report["gemm_peak"]["size"] == 1024
+    peak = report["gemm_peak"]
+    assert peak["size"] == 1024
+    assert peak["gflops"] == max(peak["start_gflops"], peak["end_gflops"]) > 0
     assert [w["name"] for w in report["workloads"]] == ["W1", "W4"]
     for w in report["workloads"]:
+        for row in w["rows"]:
+            assert row["percent_of_peak"] == pytest.approx(100 * row["gflops"] / peak["gflops"])
         first = w["rows"][0]
         assert first["engine"] == "numba_rnn" and first["check"] is None
         assert first["rounds"] == len(first["times_ms"]) >= 2

@@ -186,7 +186,7 @@ def _recurrent_flops(cell, lengths):
 def _one_thread_if(condition):
     """Run a one-chunk plan with one thread: a parallel region of one would still wake
     the others."""
-    return threads.one_thread() if condition else contextlib.nullcontext()
+    return threads.kernel_threads(1) if condition else contextlib.nullcontext()
 
 
 class _Run:

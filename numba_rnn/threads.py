@@ -73,21 +73,17 @@ def thread_limit(parallel_iterations):
             or not isinstance(parallel_iterations, numbers.Integral) or parallel_iterations <= 0):
         raise ValueError(f"parallel_iterations must be a positive integer, got "
                          f"{parallel_iterations!r}")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(int(parallel_iterations), previous))
-    try:
-        with single_threaded():
-            yield numba.get_num_threads()
-    finally:
-        numba.set_num_threads(previous)
+    n_threads = min(int(parallel_iterations), numba.get_num_threads())
+    with kernel_threads(n_threads), single_threaded():
+        yield n_threads
 
 
 @contextlib.contextmanager
-def one_thread():
-    """Run the body's kernels on one Numba thread (inside ``thread_limit``, which has put
-    BLAS on one thread already)."""
+def kernel_threads(n):
+    """Run the body's kernels on ``n`` Numba threads (BLAS left as it is: inside
+    ``thread_limit`` it is on one thread already)."""
     previous = numba.get_num_threads()
-    numba.set_num_threads(1)
+    numba.set_num_threads(n)
     try:
         yield
     finally:

@@ -100,15 +100,15 @@ def frozen_step(cell, inputs, state):
     (raw_rnn's): that function, called directly on one thread, without dynamic_rnn's plan
     and layout changes (an 8-unit LSTM step: 57 -> 38 us). None for other cells, and for
     steps large enough for dynamic_rnn to share among threads."""
-    if not (isinstance(cell, KernelCell) and cell._keeps()):
-        return None
-    run = _prepare(cell, inputs[None], None, state, None, True, cell._scope)
-    if _recurrent_flops(cell, run.lengths) >= PARALLEL_MIN_FLOPS:
-        return None  # worth dynamic_rnn's threads
+    if not (isinstance(cell, KernelCell) and cell._keeps() and inputs.dtype == cell.dtype):
+        return None  # dynamic_rnn runs it, or says what is wrong
     x = np.ascontiguousarray(inputs)
     step = cell._kept(("one step", x.dtype.str), lambda: cell._step_function(x.dtype))
     if step is None:
         return None
+    run = _prepare(cell, inputs[None], None, state, None, True, cell._scope)
+    if _recurrent_flops(cell, run.lengths) >= PARALLEL_MIN_FLOPS:
+        return None  # worth dynamic_rnn's threads
     function, params = step
     # The state as raw_rnn's loop passes it (an LSTMStateTuple or one array): the same
     # compiled signature serves both.

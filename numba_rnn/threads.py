@@ -3,8 +3,9 @@
 Every matrix product of a call runs on Numba's threads, each computing its share with
 the panel micro-kernel or NumPy's OpenBLAS (``kernels.products``). OpenBLAS's own worker
 threads, after a multi-threaded product, keep spinning for a while and take a core from
-the kernel that follows; on 2 cores that can double a call's time. One BLAS thread during our calls
-avoids it (measured: a W3 training step 560 -> 330-385 ms on a busy 2-core machine).
+the kernel that follows; on 2 cores that can double a call's time. One BLAS thread during
+our calls avoids it (measured: a W3 training step 560 -> 330-385 ms on a busy 2-core
+machine).
 
 Only the OpenBLAS that NumPy wheels bundle is recognised; with any other BLAS this does
 nothing.

@@ -233,11 +233,11 @@ class _Run:
         """Whether the kernel reads the caller's batch-major inputs where they are, seen
         time-major, and writes its outputs into a batch-major buffer the same way (the
         engine lays out outputs like inputs): two whole-sequence copies saved. For
-        inference of a cell whose kernel projects each step's inputs, rows in the
-        caller's order, one C-contiguous input."""
+        inference of a cell whose kernel computes x W_x + b itself, rows in the caller's
+        order, one C-contiguous input."""
         leaves = self.leaves
         return (tape is None and self.time_axis == 1 and plan.perm is None
-                and not plan.column_parts and isinstance(self.cell, KernelCell)
+                and isinstance(self.cell, KernelCell)
                 and self.cell._projects_in_kernel and len(leaves) == 1
                 and leaves[0].flags.c_contiguous)
 

@@ -131,10 +131,14 @@ class LSTMCell(KernelCell):
             w_x, bias = self._input_projection()
             packed_x, packed_h = self._split_panels(plan.column_parts, dtype)
             flags = step_flags(plan.column_parts)
-            lstm_forward_split(np.ascontiguousarray(x), w_x, bias, w["kernel"][self.input_depth:],
-                               packed_x, packed_h, self._peepholes(dtype),
-                               dtype.type(self._cell_clip), self._act, plan.lengths, c, m, out,
-                               flags)
+            # x and out are time-major, or the caller's batch-major memory seen time-major
+            # (rnn._Run._in_place): the kernel takes either as rows, in memory order.
+            batch_major = not x.flags.c_contiguous
+            x_rows, out_rows = (a.swapaxes(0, 1) if batch_major else a for a in (x, out))
+            lstm_forward_split(x_rows.reshape(-1, x.shape[2]), batch_major, w_x, bias,
+                               w["kernel"][self.input_depth:], packed_x, packed_h,
+                               self._peepholes(dtype), dtype.type(self._cell_clip), self._act,
+                               plan.lengths, c, m, out_rows.reshape(-1, out.shape[2]), flags)
             plan.waited = max(plan.waited, waited_share(flags))
             return
         if plan.chunk_starts[1] < PROJECT_FIRST_BELOW:

@@ -253,52 +253,68 @@ def _part_panels(w, packed, part, k0, k1):
 
 
 @jit(parallel=True)
-def lstm_forward_split(x, w_x, bias, w_h, packed_x, packed_h, w_peep, cell_clip, act,
-                       lengths, c, m, out, flags):
+def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_peep, cell_clip,
+                       act, lengths, c, m, out, flags):
     """``lstm_forward`` for a batch too small to split by rows: the hidden units are split
     across threads instead, which meet at a barrier after every step. No num_proj.
 
-    The batch is one chunk, rows sorted by decreasing length; x [T, B, D] C-contiguous,
-    w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part (thread) owns a range of units
-    (``split_units``) and packs its columns of W_x and W_h, unless ``packed_x`` and
-    ``packed_h`` are their ``pack_split`` (else [0, 0, 0, 0]). It computes x W_x + b for
-    its columns of each gate, all steps in one product, before the first step (no other
-    part needs them), then per step multiplies m by its columns of W_h. ``flags`` comes
-    from ``sync.step_flags(parts)``.
+    The batch is one chunk, rows sorted by decreasing length. x [T * B, D] and out
+    [T * B, H] hold the rows of the steps in time-major order, rows (t, b), or with
+    ``batch_major`` in the caller's batch-major order, rows (b, t): the caller's arrays
+    themselves, no transposed copies. w_x [D, 4H], bias [4H], w_h [H, 4H]. Each part
+    (thread) owns a range of units (``split_units``) and packs its columns of W_x and
+    W_h, unless ``packed_x`` and ``packed_h`` are their ``pack_split`` (else [0, 0, 0,
+    0]). It computes x W_x + b for its columns of each gate, all steps in one product,
+    before the first step (no other part needs them), then per step multiplies m by its
+    columns of W_h. ``flags`` comes from ``sync.step_flags(parts)``.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
+    max_time = x.shape[0] // max(batch, 1)
     use_peep = w_peep.shape[0] > 0
     plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     steps = lengths[0] if batch > 0 else 0
+    # The projected rows: all steps' rows at once, or each sequence's first ``steps``
+    # rows when batch-major rows run past the longest sequence.
+    if batch_major and steps < max_time:
+        n_runs, run_rows, run_stride = batch, steps, max_time
+    else:
+        n_runs, run_rows, run_stride = 1, (max_time if batch_major else steps) * batch, 0
     m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
     copy_rows(m_steps[0], m)
     for part in prange(n_parts):
         k0, k1 = split_units(hidden, n_parts, part)
         units = k1 - k0
-        xw = np.empty((steps * batch, 4 * units), dtype=x.dtype)  # rows (t, b)
-        for r in range(steps * batch):
-            for gate in range(4):
-                for u in range(units):
-                    xw[r, gate * units + u] = bias[gate * hidden + k0 + u]
-        matmul_panels_acc(x.reshape((x.shape[0] * batch, x.shape[2])), 0, steps * batch,
-                          _part_panels(w_x, packed_x, part, k0, k1), xw)
+        xw = np.empty((x.shape[0], 4 * units), dtype=x.dtype)  # in x's row order
+        w_x_panels = _part_panels(w_x, packed_x, part, k0, k1)
+        for run in range(n_runs):
+            r0 = run * run_stride
+            for r in range(r0, r0 + run_rows):
+                for gate in range(4):
+                    for u in range(units):
+                        xw[r, gate * units + u] = bias[gate * hidden + k0 + u]
+            matmul_panels_acc(x, r0, run_rows, w_x_panels, xw[r0:r0 + run_rows])
         w_h_panels = _part_panels(w_h, packed_h, part, k0, k1)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)
         started = clock()
         for t in range(steps):
             n = active_rows(lengths, 0, batch, t)
-            z = xw[t * batch:t * batch + n]  # this step's rows, turned into gates in place
+            # This step's rows of xw, turned into gates in place.
+            if batch_major:
+                z = xw.reshape((batch, max_time, 4 * units))[:n, t]
+            else:
+                z = xw[t * batch:t * batch + n]
             matmul_panels_acc(m_steps[t % 2], 0, n, w_h_panels, z)
             for i in range(n):
+                r = i * max_time + t if batch_major else t * batch + i
                 if not plain:
-                    _cell_row(z[i], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
+                    _cell_row(xw[r], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
                               use_peep)
                 else:
-                    _plain_cell_row(z[i], c_part[i], m_part[i])
+                    _plain_cell_row(xw[r], c_part[i], m_part[i])
+                copy_rows(out[r:r + 1, k0:k1], m_part[i:i + 1])
             copy_rows(m_steps[(t + 1) % 2, :n, k0:k1], m_part[:n])
-            copy_rows(out[t, :n, k0:k1], m_part[:n])
             finish_step(flags, part, n_parts, t + 1)
             if t == 0:  # the first wait also covers the other threads waking up
                 started = clock()

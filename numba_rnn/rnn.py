@@ -338,8 +338,8 @@ def _barrier_safe(n_threads):
 
 @functools.cache
 def _barrier_safe_with(layer, n_threads):
-    """``_barrier_safe`` once the layer is known; kept, as OpenMP reads its environment
-    once (10 us a call saved)."""
+    """``_barrier_safe`` once the layer is known, kept for the process (10 us a call):
+    OpenMP reads its environment once; the CPUs allowed are looked up once too."""
     if numba.config.DISABLE_JIT or layer not in ("omp", "workqueue"):
         return False
     if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):

@@ -112,5 +112,5 @@ def waited_share(flags):
     """After the parallel region: the share of the threads' step time spent waiting at
     the barrier (0 when they kept pace, about half when one is off its core at every
     step)."""
-    counts = flags.tolist()  # a few numbers: Python sums are 10 us faster than NumPy's
+    counts = flags.tolist()  # a few numbers: Python's sums take less time than NumPy's
     return sum(counts[1::SLOT]) / max(1, sum(counts[2::SLOT]))

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from . import __version__
+from . import rnn as rnn_module
 from .cells import BasicRNNCell, GRUCell, LSTMCell
 from .grad import vjp
 from .rnn import dynamic_rnn
@@ -142,9 +143,12 @@ def warmup(args):
         dynamic_rnn(LSTMCell(4, dtype=dtype), np.zeros((8, 2, 3), dtype))
         # One sequence, enough units to split them across threads (when there are two),
         # packing the parts on each call, then once for a frozen cell.
+        # (The guard may have turned the split off after a call whose threads were slow
+        # to wake: turned on again for each.)
         split, one = LSTMCell(256, dtype=dtype), np.zeros((1, 24, 3), dtype)
-        dynamic_rnn(split, one)
-        dynamic_rnn(split.freeze(), one)
+        for frozen in (False, True):
+            rnn_module.SPLIT_GUARD.reset()
+            dynamic_rnn(split.freeze() if frozen else split, one)
     print(f"kernels ready in {time.perf_counter() - start:.1f} s")
     return 0
 

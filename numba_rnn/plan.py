@@ -97,6 +97,10 @@ class SplitGuard:
     def allows(self):
         return time.monotonic() >= self.off_until
 
+    def reset(self):
+        """Forget the calls so far: the split is allowed again."""
+        self.__init__()
+
     def record(self, plan, started):
         """Account for a call made with ``plan`` that began at ``started``
         (time.monotonic())."""

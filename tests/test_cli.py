@@ -9,10 +9,12 @@ import pytest
 
 import numba_rnn as nr
 from numba_rnn import cli, demo
+from numba_rnn import rnn as rnn_module
 from numba_rnn.kernels import basic_rnn as kernels_basic_rnn
 from numba_rnn.kernels import gru as kernels_gru
 from numba_rnn.kernels import lstm as kernels_lstm
 from numba_rnn.kernels import panels, products
+from numba_rnn.plan import SplitGuard
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 SLOW_WITHOUT_JIT = {"char_rnn.py", "variable_length_classification.py"}
@@ -56,11 +58,17 @@ def kernel_signatures():
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="nothing is compiled without JIT")
-def test_warmup_compiles_what_usual_calls_need(capsys):
+def test_warmup_compiles_what_usual_calls_need(capsys, monkeypatch):
     """After ``numba-rnn warmup``, the usual calls compile nothing more: every kernel
-    signature they use is in the on-disk cache (the first call of a fresh install)."""
+    signature they use is in the on-disk cache (the first call of a fresh install). The
+    warmup splits LSTM calls even if the guard had turned the split off, as after a
+    call whose threads were slow to wake; the usual calls here split."""
+    guard = SplitGuard()
+    monkeypatch.setattr(rnn_module, "SPLIT_GUARD", guard)
+    guard.off_until = np.inf
     assert cli.main(["warmup"]) == 0
     assert "kernels ready" in capsys.readouterr().out
+    guard.reset()
     before = kernel_signatures()
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):

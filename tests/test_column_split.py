@@ -288,6 +288,21 @@ def test_batch_sizes_match_reference(split_ready, split_calls, batch, units, dty
 
 @needs_jit
 @needs_threads
+@pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
+def test_full_sequences_write_every_output(split_ready, split_calls, poison_np_empty,
+                                           time_major):
+    """Without padded steps the outputs' buffer is not zero-filled first: with np.empty
+    giving NaNs, the split still gives the reference's numbers (every row of every step
+    is written, in either layout)."""
+    cell = make_cell("plain", 256, F32)
+    x = random_inputs(F32, 3, time_major=time_major)
+    split_run(cell, x, split_calls, time_major=time_major)  # compiled before the patch
+    poison_np_empty()
+    split_run(cell, x, split_calls, time_major=time_major)
+
+
+@needs_jit
+@needs_threads
 def test_explicit_parallel_iterations(split_ready, split_calls):
     """parallel_iterations=2 (at most the thread count) splits in 2 parts."""
     cell = make_cell("peepholes", 259, F32)

@@ -320,7 +320,7 @@ def test_batch_major_inference_in_place(name, lengths, monkeypatch):
 
 @pytest.mark.parametrize("time_major", [False, True], ids=["batch_major", "time_major"])
 @pytest.mark.parametrize("name", list(CELLS))
-def test_outputs_of_full_sequences_are_all_written(name, time_major, monkeypatch):
+def test_outputs_of_full_sequences_are_all_written(name, time_major, poison_np_empty):
     """Without padded steps the engine leaves the outputs' buffer unfilled (np.empty), as
     the kernels write every row of every step: with np.empty giving NaNs, results are
     still the reference's."""
@@ -329,15 +329,7 @@ def test_outputs_of_full_sequences_are_all_written(name, time_major, monkeypatch
     want = expected(cell, x, None, cell.zero_state(B, F32), time_major)
     for lengths in (None, np.full(B, T)):  # compiled before NumPy is patched
         nr.dynamic_rnn(cell, x, sequence_length=lengths, dtype=F32, time_major=time_major)
-    empty = np.empty
-
-    def nan_empty(*args, **kwargs):
-        array = empty(*args, **kwargs)
-        if array.dtype.kind == "f":
-            array.fill(np.nan)
-        return array
-
-    monkeypatch.setattr(np, "empty", nan_empty)
+    poison_np_empty()
     for lengths in (None, np.full(B, T)):
         outputs, final = nr.dynamic_rnn(cell, x, sequence_length=lengths, dtype=F32,
                                         time_major=time_major)

@@ -12,7 +12,9 @@ threads, which meet at a spin barrier (``kernels.sync``) after every step. Check
 - the cases that must not split (projection, fewer units, training under ``vjp``, an
   unsafe threading layer, batches split by rows) still give correct results;
 - the caller's arrays are not modified;
-- many consecutive calls finish (no deadlock) and are reproducible bit for bit.
+- many consecutive calls finish (no deadlock) and are reproducible bit for bit;
+- a part whose thread finds another part's thread on its CPU moves to another CPU, and
+  its affinity mask is what it was.
 
 The split kernel's calls are counted by a wrapper that runs them on a helper thread with
 a timeout, so that a deadlocked barrier fails a test instead of hanging the run.
@@ -20,7 +22,9 @@ a timeout, so that a deadlocked barrier fails a test instead of hanging the run.
 With NUMBA_DISABLE_JIT the parallel loop runs its parts one after the other, so the
 barrier would wait forever: only the check that the split is then never chosen runs.
 """
+import os
 import queue
+import sys
 import threading
 
 import numba
@@ -33,6 +37,7 @@ import numba_rnn as nr
 from numba_rnn import nest, rnn
 from numba_rnn import plan as plan_module
 from numba_rnn.cells import lstm as lstm_cells
+from numba_rnn.kernels import sync
 from numba_rnn.kernels.sync import SLOT
 from numba_rnn.plan import Plan, SplitGuard
 
@@ -610,6 +615,78 @@ def test_slowed_split_falls_back_to_one_thread(split_ready, monkeypatch):
     guard.off_until = -np.inf  # the pause is over
     nr.dynamic_rnn(cell, x)
     assert len(splits) == 3
+
+
+# -------------------------------------------------------------------- sharing a CPU
+@numba.njit
+def current_cpu():
+    return sync._sched_getcpu()
+
+
+@numba.njit
+def arrive_as(flags, part, n_parts):
+    """``sync.arrive`` as part ``part``; returns the CPU it published."""
+    sync.arrive(flags, part, n_parts)
+    return flags[part * SLOT + sync.CPU] - 1
+
+
+def in_a_thread(function):
+    """Run ``function`` on a new thread (whose CPU and affinity it may change); its
+    result and the thread's affinity mask at the end."""
+    result = {}
+
+    def run():
+        result["value"] = function()
+        result["allowed"] = os.sched_getaffinity(0)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return result["value"], result["allowed"]
+
+
+needs_cpus = pytest.mark.skipif(
+    JIT_DISABLED or not sys.platform.startswith("linux")
+    or len(os.sched_getaffinity(0)) < 2,
+    reason="needs compiled code, Linux and two CPUs")
+
+
+@needs_cpus
+@pytest.mark.parametrize("part", [0, 1])
+def test_part_leaves_the_cpu_another_part_runs_on(part):
+    allowed = os.sched_getaffinity(0)
+
+    def arrive_where_the_other_part_is():
+        flags = sync.step_flags(2)
+        cpu = current_cpu()
+        flags[(1 - part) * SLOT + sync.CPU] = cpu + 1  # the other part: on this CPU
+        published = arrive_as(flags, part, 2)
+        return cpu, published, current_cpu()
+
+    for _ in range(5):  # a thread that migrates on its own before arriving: try again
+        (before, published, after), allowed_after = in_a_thread(
+            arrive_where_the_other_part_is)
+        if published != before:
+            break
+    assert published != before
+    assert after == published
+    assert allowed_after == allowed
+
+
+@needs_cpus
+def test_part_stays_on_a_cpu_of_its_own():
+    def arrive_alone():
+        flags = sync.step_flags(2)
+        cpu = current_cpu()
+        return cpu, arrive_as(flags, 1, 2), flags[sync.CPU]
+
+    for _ in range(5):  # a thread that migrates on its own before arriving: try again
+        (before, published, other), allowed_after = in_a_thread(arrive_alone)
+        if published == before:
+            break
+    assert published == before
+    assert other == 0  # part 0 has not arrived
+    assert allowed_after == os.sched_getaffinity(0)
 
 
 # ------------------------------------------------------------------------ without JIT

@@ -5,7 +5,11 @@ array (one cache line apart, so the slots do not share a line), then waits until
 slot has reached that step. The store is a release and the loads are acquires, so what a
 thread wrote before publishing is visible to the threads that see the new count.
 
-A thread that has waited long yields its core (``sched_yield``) while it waits on. Each
+A thread that has waited long yields its core (``sched_yield``) while it waits on. If the
+thread it waits for last ran on the same CPU, it moves itself to another CPU: Linux may
+wake a thread on its waker's CPU even when another CPU is idle (here, after the process
+has been idle for some 100 ms), and then the two threads of a split share one CPU until
+the idle one pulls a thread over at its next tick, 4 ms later. Each
 thread also adds up, in cycles, how long it waited and how long its steps took
 (``waited_share``): the caller learns whether the threads kept pace with each other
 (on x86-64; elsewhere the share is always 0).
@@ -15,14 +19,16 @@ workqueue layer, with at least as many threads as parts); otherwise a part would
 for one that never starts.
 """
 import platform
+import sys
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .common import inline
+from .common import OPTIONS, inline
 
 SLOT = 16  # int64 slots per thread: 128 bytes, a cache line pair
 
@@ -32,6 +38,29 @@ SLOT = 16  # int64 slots per thread: 128 bytes, a cache line pair
 SPINS = 2000
 
 _sched_yield = types.ExternalFunction("sched_yield", types.int32())
+
+# Slot offset of the CPU a thread last ran on, plus 1 (0: not known yet): in the second
+# cache line of the slot, away from the step count that the other threads poll.
+CPU = 8
+CPU_SET_WORDS = 16  # uint64 words of a Linux cpu_set_t (1024 CPUs)
+
+if sys.platform.startswith("linux"):
+    _sched_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
+    # (pid, size of the mask in bytes, address of the mask); pid 0: the calling thread
+    _sched_getaffinity = types.ExternalFunction(
+        "sched_getaffinity", types.int32(types.int32, types.uintp, types.uintp))
+    _sched_setaffinity = types.ExternalFunction(
+        "sched_setaffinity", types.int32(types.int32, types.uintp, types.uintp))
+else:
+    @inline
+    def _sched_getcpu():
+        return np.int32(-1)
+
+    @inline
+    def _sched_getaffinity(pid, size, mask):
+        return np.int32(-1)
+
+    _sched_setaffinity = _sched_getaffinity
 
 
 def _slot_pointer(context, builder, array_type, array, index):
@@ -86,15 +115,56 @@ def step_flags(n_parts):
 
 
 @inline
+def note_cpu(flags, part):
+    """Publish the CPU that ``part``'s thread runs on; returns it (-1: unknown)."""
+    cpu = _sched_getcpu()
+    if flags[part * SLOT + CPU] != cpu + 1:
+        flags[part * SLOT + CPU] = cpu + 1
+    return cpu
+
+
+@numba.njit(**OPTIONS)
+def leave_cpu(cpu):
+    """Move the calling thread off ``cpu`` to another CPU it may run on, and then let it
+    run anywhere it could before (its affinity mask is restored: the thread stays where
+    it is until the scheduler moves it)."""
+    allowed = np.zeros(CPU_SET_WORDS, dtype=np.uint64)
+    size = CPU_SET_WORDS * 8
+    if _sched_getaffinity(0, size, allowed.ctypes.data) != 0:
+        return
+    others = allowed.copy()
+    others[cpu // 64] &= ~(np.uint64(1) << np.uint64(cpu % 64))
+    if not others.any():
+        return
+    if _sched_setaffinity(0, size, others.ctypes.data) == 0:
+        _sched_setaffinity(0, size, allowed.ctypes.data)
+
+
+@inline
+def arrive(flags, part, n_parts):
+    """At the start of ``part``'s work: publish its CPU, and leave that CPU if another
+    part's thread has published it already (it was woken onto this one)."""
+    cpu = note_cpu(flags, part)
+    for other in range(n_parts):
+        if cpu >= 0 and other != part and flags[other * SLOT + CPU] == cpu + 1:
+            leave_cpu(cpu)
+            note_cpu(flags, part)
+            break
+
+
+@inline
 def finish_step(flags, part, n_parts, step):
     """Publish that ``part`` has finished ``step`` steps and wait for every other part."""
+    cpu = note_cpu(flags, part)
     _store_release(flags, part * SLOT, np.int64(step))
     waiting = clock()
     for other in range(n_parts):
         spins = 0
         while _load_acquire(flags, other * SLOT) < step:
             spins += 1
-            if spins > SPINS:
+            if spins == SPINS and cpu >= 0 and flags[other * SLOT + CPU] == cpu + 1:
+                leave_cpu(cpu)  # the thread waited for may be waiting for this CPU
+            elif spins > SPINS:
                 _sched_yield()
     if step > 1:  # see finish_steps
         flags[part * SLOT + 1] += clock() - waiting

@@ -26,6 +26,7 @@ import os
 import queue
 import sys
 import threading
+import time
 
 import numba
 import numpy as np
@@ -630,6 +631,16 @@ def arrive_as(flags, part, n_parts):
     return flags[part * SLOT + sync.CPU] - 1
 
 
+@numba.njit(nogil=True)
+def wait_with_other_part_on_this_cpu(flags):
+    """As part 0, finish step 1 with part 1 last seen on this CPU, and wait for part 1;
+    returns the CPU it started on."""
+    before = sync._sched_getcpu()
+    flags[SLOT + sync.CPU] = before + 1
+    sync.finish_step(flags, 0, 2, 1)
+    return before
+
+
 def in_a_thread(function):
     """Run ``function`` on a new thread (whose CPU and affinity it may change); its
     result and the thread's affinity mask at the end."""
@@ -661,16 +672,41 @@ def test_part_leaves_the_cpu_another_part_runs_on(part):
         cpu = current_cpu()
         flags[(1 - part) * SLOT + sync.CPU] = cpu + 1  # the other part: on this CPU
         published = arrive_as(flags, part, 2)
-        return cpu, published, current_cpu()
+        return cpu, published
 
     for _ in range(5):  # a thread that migrates on its own before arriving: try again
-        (before, published, after), allowed_after = in_a_thread(
-            arrive_where_the_other_part_is)
+        (before, published), allowed_after = in_a_thread(arrive_where_the_other_part_is)
         if published != before:
             break
     assert published != before
-    assert after == published
     assert allowed_after == allowed
+
+
+@needs_cpus
+def test_waiting_part_leaves_the_cpu_of_the_part_it_waits_for():
+    allowed = os.sched_getaffinity(0)
+    finished = sync.step_flags(2)
+    finished[SLOT] = 1
+    wait_with_other_part_on_this_cpu(finished)  # compiled now, not while timed below
+    for _ in range(5):  # a thread that migrates on its own before waiting: try again
+        flags = sync.step_flags(2)
+        result = {}
+
+        def wait():
+            result["before"] = wait_with_other_part_on_this_cpu(flags)
+            result["allowed"] = os.sched_getaffinity(0)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.05)  # part 0 waits
+        published = flags[sync.CPU] - 1  # where part 0 is now
+        flags[SLOT] = 1  # part 1 finishes step 1
+        thread.join(HANG_SECONDS)
+        assert not thread.is_alive()
+        if published not in (-1, result["before"]):
+            break
+    assert published not in (-1, result["before"])
+    assert result["allowed"] == allowed
 
 
 @needs_cpus

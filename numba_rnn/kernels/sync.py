@@ -5,12 +5,16 @@ array (one cache line apart, so the slots do not share a line), then waits until
 slot has reached that step. The store is a release and the loads are acquires, so what a
 thread wrote before publishing is visible to the threads that see the new count.
 
-A thread that has waited long yields its core (``sched_yield``) while it waits on. If the
-thread it waits for last ran on the same CPU, it moves itself to another CPU: Linux may
-wake a thread on its waker's CPU even when another CPU is idle (here, after the process
-has been idle for some 100 ms), and then the two threads of a split share one CPU until
-the idle one pulls a thread over at its next tick, 4 ms later. Each
-thread also adds up, in cycles, how long it waited and how long its steps took
+A thread that has waited long yields its core (``sched_yield``) while it waits on.
+
+Linux may wake a thread on the CPU of the thread that woke it even when another CPU is
+idle (seen here after the process had been idle for some 100 ms); the two threads of a
+split would then take turns on one CPU until the idle CPU pulls one over at its next
+tick, 4 ms later. So each thread publishes its CPU, and one that starts on a CPU another
+thread has published, or waits for a thread last seen on its own CPU, moves itself to
+another CPU (``leave_cpu``).
+
+Each thread also adds up, in cycles, how long it waited and how long its steps took
 (``waited_share``): the caller learns whether the threads kept pace with each other
 (on x86-64; elsewhere the share is always 0).
 
@@ -164,6 +168,7 @@ def finish_step(flags, part, n_parts, step):
             spins += 1
             if spins == SPINS and cpu >= 0 and flags[other * SLOT + CPU] == cpu + 1:
                 leave_cpu(cpu)  # the thread waited for may be waiting for this CPU
+                cpu = note_cpu(flags, part)
             elif spins > SPINS:
                 _sched_yield()
     if step > 1:  # see finish_steps

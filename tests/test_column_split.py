@@ -688,15 +688,15 @@ def test_waiting_part_leaves_the_cpu_of_the_part_it_waits_for():
     finished = sync.step_flags(2)
     finished[SLOT] = 1
     wait_with_other_part_on_this_cpu(finished)  # compiled now, not while timed below
+
+    def wait(flags, result):
+        result["before"] = wait_with_other_part_on_this_cpu(flags)
+        result["allowed"] = os.sched_getaffinity(0)
+
     for _ in range(5):  # a thread that migrates on its own before waiting: try again
         flags = sync.step_flags(2)
         result = {}
-
-        def wait():
-            result["before"] = wait_with_other_part_on_this_cpu(flags)
-            result["allowed"] = os.sched_getaffinity(0)
-
-        thread = threading.Thread(target=wait)
+        thread = threading.Thread(target=wait, args=(flags, result))
         thread.start()
         time.sleep(0.05)  # part 0 waits
         published = flags[sync.CPU] - 1  # where part 0 is now

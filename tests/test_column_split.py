@@ -624,10 +624,9 @@ def current_cpu():
     return sync._sched_getcpu()
 
 
-@numba.njit
-def arrive_as(flags, part, n_parts):
-    """``sync.arrive`` as part ``part``; returns the CPU it published."""
-    sync.arrive(flags, part, n_parts)
+def start_as(flags, part, n_parts):
+    """``sync.share_no_cpu`` as part ``part`` starting; returns the CPU it published."""
+    sync.share_no_cpu(flags, part, n_parts)
     return flags[part * SLOT + sync.CPU] - 1
 
 
@@ -667,15 +666,15 @@ needs_cpus = pytest.mark.skipif(
 def test_part_leaves_the_cpu_another_part_runs_on(part):
     allowed = os.sched_getaffinity(0)
 
-    def arrive_where_the_other_part_is():
+    def start_where_the_other_part_is():
         flags = sync.step_flags(2)
         cpu = current_cpu()
         flags[(1 - part) * SLOT + sync.CPU] = cpu + 1  # the other part: on this CPU
-        published = arrive_as(flags, part, 2)
+        published = start_as(flags, part, 2)
         return cpu, published
 
-    for _ in range(5):  # a thread that migrates on its own before arriving: try again
-        (before, published), allowed_after = in_a_thread(arrive_where_the_other_part_is)
+    for _ in range(5):  # a thread that migrates on its own before starting: try again
+        (before, published), allowed_after = in_a_thread(start_where_the_other_part_is)
         if published != before:
             break
     assert published != before
@@ -711,17 +710,17 @@ def test_waiting_part_leaves_the_cpu_of_the_part_it_waits_for():
 
 @needs_cpus
 def test_part_stays_on_a_cpu_of_its_own():
-    def arrive_alone():
+    def start_alone():
         flags = sync.step_flags(2)
         cpu = current_cpu()
-        return cpu, arrive_as(flags, 1, 2), flags[sync.CPU]
+        return cpu, start_as(flags, 1, 2), flags[sync.CPU]
 
-    for _ in range(5):  # a thread that migrates on its own before arriving: try again
-        (before, published, other), allowed_after = in_a_thread(arrive_alone)
+    for _ in range(5):  # a thread that migrates on its own before starting: try again
+        (before, published, other), allowed_after = in_a_thread(start_alone)
         if published == before:
             break
     assert published == before
-    assert other == 0  # part 0 has not arrived
+    assert other == 0  # part 0 has not started
     assert allowed_after == os.sched_getaffinity(0)
 
 

@@ -35,7 +35,7 @@ from .common import (
 )
 from .panels import matmul_panels_acc, pack_panels
 from .products import matmul_acc
-from .sync import SLOT, arrive, clock, finish_step, finish_steps
+from .sync import SLOT, clock, finish_step, finish_steps, share_no_cpu
 
 
 @numba.njit(**OPTIONS)
@@ -283,7 +283,7 @@ def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_pee
     m_steps = np.empty((2, batch, hidden), dtype=m.dtype)  # m of steps t and t + 1
     copy_rows(m_steps[0], m)
     for part in prange(n_parts):
-        arrive(flags, part, n_parts)
+        share_no_cpu(flags, np.int64(part), n_parts)
         k0, k1 = split_units(hidden, n_parts, part)
         units = k1 - k0
         xw = np.empty((x.shape[0], 4 * units), dtype=x.dtype)  # in x's row order

@@ -12,7 +12,7 @@ idle (seen here after the process had been idle for some 100 ms); the two thread
 split would then take turns on one CPU until the idle CPU pulls one over at its next
 tick, 4 ms later. So each thread publishes its CPU, and one that starts on a CPU another
 thread has published, or waits for a thread last seen on its own CPU, moves itself to
-another CPU (``leave_cpu``).
+another CPU (``share_no_cpu``).
 
 Each thread also adds up, in cycles, how long it waited and how long its steps took
 (``waited_share``): the caller learns whether the threads kept pace with each other
@@ -34,7 +34,13 @@ from numba.extending import intrinsic
 
 from .common import OPTIONS, inline
 
-SLOT = 16  # int64 slots per thread: 128 bytes, a cache line pair
+# Each thread's slot of the shared int64 array: its step count (which the others poll),
+# the cycles it waited and stepped, in the first cache line; its CPU in the second; then
+# room for two affinity masks (``share_no_cpu``).
+SLOT = 48
+CPU = 8  # the CPU the thread last ran on, plus 1 (0: not known yet)
+MASKS = 16
+CPU_SET_WORDS = 16  # int64 words of a Linux cpu_set_t (1024 CPUs)
 
 # After this many checks a waiting thread yields its core at every further check: when
 # the machine is oversubscribed (another program's threads spinning too), the thread it
@@ -43,10 +49,6 @@ SPINS = 2000
 
 _sched_yield = types.ExternalFunction("sched_yield", types.int32())
 
-# Slot offset of the CPU a thread last ran on, plus 1 (0: not known yet): in the second
-# cache line of the slot, away from the step count that the other threads poll.
-CPU = 8
-CPU_SET_WORDS = 16  # uint64 words of a Linux cpu_set_t (1024 CPUs)
 
 if sys.platform.startswith("linux"):
     _sched_getcpu = types.ExternalFunction("sched_getcpu", types.int32())
@@ -119,56 +121,54 @@ def step_flags(n_parts):
 
 
 @inline
-def note_cpu(flags, part):
-    """Publish the CPU that ``part``'s thread runs on; returns it (-1: unknown)."""
-    cpu = _sched_getcpu()
-    if flags[part * SLOT + CPU] != cpu + 1:
-        flags[part * SLOT + CPU] = cpu + 1
-    return cpu
-
-
-@numba.njit(**OPTIONS)
-def leave_cpu(cpu):
-    """Move the calling thread off ``cpu`` to another CPU it may run on, and then let it
-    run anywhere it could before (its affinity mask is restored: the thread stays where
-    it is until the scheduler moves it)."""
-    allowed = np.zeros(CPU_SET_WORDS, dtype=np.uint64)
+def _leave_cpu(flags, part, cpu):
+    """Move ``part``'s thread, the calling one, off ``cpu`` to another CPU it may run on,
+    and then let it run anywhere it could before (its affinity mask is restored: the
+    thread stays where it is until the scheduler moves it)."""
+    at = part * SLOT + MASKS  # the CPUs allowed, then the others: no allocation to compile
     size = CPU_SET_WORDS * 8
-    if _sched_getaffinity(0, size, allowed.ctypes.data) != 0:
+    allowed = flags.ctypes.data + at * 8
+    if _sched_getaffinity(0, size, allowed) != 0:
         return
-    others = allowed.copy()
-    others[cpu // 64] &= ~(np.uint64(1) << np.uint64(cpu % 64))
-    if not others.any():
-        return
-    if _sched_setaffinity(0, size, others.ctypes.data) == 0:
-        _sched_setaffinity(0, size, allowed.ctypes.data)
+    others = False
+    for w in range(CPU_SET_WORDS):
+        word = flags[at + w]
+        if w == cpu // 64:
+            word &= ~(np.int64(1) << np.int64(cpu % 64))
+        flags[at + CPU_SET_WORDS + w] = word
+        others |= word != 0
+    if others and _sched_setaffinity(0, size, allowed + size) == 0:
+        _sched_setaffinity(0, size, allowed)
 
 
-@inline
-def arrive(flags, part, n_parts):
-    """At the start of ``part``'s work: publish its CPU, and leave that CPU if another
-    part's thread has published it already (it was woken onto this one)."""
-    cpu = note_cpu(flags, part)
+@numba.njit(**OPTIONS)  # not inlined: compiled once for its two uses in the kernel
+def share_no_cpu(flags, part, n_parts):
+    """Publish the CPU that ``part``'s thread, the calling one, runs on; if another part
+    has published that CPU, move to another one and publish it. At the start of a part
+    and when a wait is long; ``part`` is passed as int64 by both, so that it is compiled
+    once."""
+    cpu = _sched_getcpu()
+    flags[part * SLOT + CPU] = cpu + 1
+    if cpu < 0:
+        return
     for other in range(n_parts):
-        if cpu >= 0 and other != part and flags[other * SLOT + CPU] == cpu + 1:
-            leave_cpu(cpu)
-            note_cpu(flags, part)
-            break
+        if other != part and flags[other * SLOT + CPU] == cpu + 1:
+            _leave_cpu(flags, part, cpu)
+            flags[part * SLOT + CPU] = _sched_getcpu() + 1
+            return
 
 
 @inline
 def finish_step(flags, part, n_parts, step):
     """Publish that ``part`` has finished ``step`` steps and wait for every other part."""
-    cpu = note_cpu(flags, part)
     _store_release(flags, part * SLOT, np.int64(step))
     waiting = clock()
     for other in range(n_parts):
         spins = 0
         while _load_acquire(flags, other * SLOT) < step:
             spins += 1
-            if spins == SPINS and cpu >= 0 and flags[other * SLOT + CPU] == cpu + 1:
-                leave_cpu(cpu)  # the thread waited for may be waiting for this CPU
-                cpu = note_cpu(flags, part)
+            if spins == SPINS:  # the thread waited for may be waiting for this CPU
+                share_no_cpu(flags, np.int64(part), n_parts)
             elif spins > SPINS:
                 _sched_yield()
     if step > 1:  # see finish_steps

@@ -142,13 +142,16 @@ def warmup(args):
         # inputs, read where they are (batch-major, equal lengths).
         dynamic_rnn(LSTMCell(4, dtype=dtype), np.zeros((8, 2, 3), dtype))
         # One sequence, enough units to split them across threads (when there are two),
-        # packing the parts on each call, then once for a frozen cell.
+        # packing the parts on each call, then once for a frozen cell; with the short
+        # gate math and with the general one (peepholes).
         # (The guard may have turned the split off after a call whose threads were slow
         # to wake: turned on again for each.)
-        split, one = LSTMCell(256, dtype=dtype), np.zeros((1, 24, 3), dtype)
-        for frozen in (False, True):
-            rnn_module.SPLIT_GUARD.reset()
-            dynamic_rnn(split.freeze() if frozen else split, one)
+        one = np.zeros((1, 24, 3), dtype)
+        for split in (LSTMCell(256, dtype=dtype),
+                      LSTMCell(256, use_peepholes=True, dtype=dtype)):
+            for frozen in (False, True):
+                rnn_module.SPLIT_GUARD.reset()
+                dynamic_rnn(split.freeze() if frozen else split, one)
     print(f"kernels ready in {time.perf_counter() - start:.1f} s")
     return 0
 

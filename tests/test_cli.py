@@ -74,8 +74,9 @@ def test_warmup_compiles_what_usual_calls_need(capsys, monkeypatch):
     for dtype in (np.float32, np.float64):
         for batch, units in [(1, 256), (4, 16), (40, 16)]:  # split or one thread; chunks
             x = rng.standard_normal((batch, 5, 7)).astype(dtype)
-            for cell in (nr.BasicLSTMCell(units, dtype=dtype), nr.GRUCell(units, dtype=dtype),
-                         nr.BasicRNNCell(units, dtype=dtype)):
+            for cell in (nr.BasicLSTMCell(units, dtype=dtype),
+                         nr.LSTMCell(units, use_peepholes=True, dtype=dtype),
+                         nr.GRUCell(units, dtype=dtype), nr.BasicRNNCell(units, dtype=dtype)):
                 (out, _), backward = nr.vjp(nr.dynamic_rnn, cell, x)
                 backward((out, None))
                 nr.dynamic_rnn(cell.freeze(), x)

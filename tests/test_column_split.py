@@ -307,6 +307,28 @@ def test_full_sequences_write_every_output(split_ready, split_calls, poison_np_e
     split_run(cell, x, split_calls, time_major=time_major)
 
 
+SHORT_GATE_MATH = {"basic", "plain", "forget_bias"}  # no peepholes, clipping, other act
+
+
+@needs_jit
+@needs_threads
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_short_gate_math_only_without_options(split_ready, split_calls, monkeypatch, option):
+    """The kernel gets w_peep None (the short gate math, and the general one not
+    compiled) exactly for cells without peepholes, clipping or another activation."""
+    given = []
+    counting = lstm_cells.lstm_forward_split
+
+    def peepholes_given(*args):
+        given.append(args[7])  # w_peep
+        return counting(*args)
+
+    monkeypatch.setattr(lstm_cells, "lstm_forward_split", peepholes_given)
+    nr.dynamic_rnn(make_cell(option, 256, F32), random_inputs(F32, 2))
+    assert len(given) == 1
+    assert (given[0] is None) == (option in SHORT_GATE_MATH)
+
+
 @needs_jit
 @needs_threads
 def test_explicit_parallel_iterations(split_ready, split_calls):

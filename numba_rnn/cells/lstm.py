@@ -111,6 +111,11 @@ class LSTMCell(KernelCell):
         h = self.num_units
         return np.zeros((steps, batch, 4 * h), dtype), np.zeros((steps, batch, h), dtype)
 
+    def _plain_gates(self):
+        """Whether the kernels' short gate math applies: no peepholes, no cell clipping,
+        tanh."""
+        return not self.use_peepholes and self._cell_clip < 0 and self._act == 0
+
     def _splits_columns(self):
         # Below ~256 units a step's share of work is too small to pay for the barrier
         # (measured: break-even between 128 and 256 units on 2 threads).
@@ -137,8 +142,9 @@ class LSTMCell(KernelCell):
             x_rows, out_rows = (a.swapaxes(0, 1) if batch_major else a for a in (x, out))
             lstm_forward_split(x_rows.reshape(-1, x.shape[2]), batch_major, w_x, bias,
                                w["kernel"][self.input_depth:], packed_x, packed_h,
-                               self._peepholes(dtype), dtype.type(self._cell_clip), self._act,
-                               plan.lengths, c, m, out_rows.reshape(-1, out.shape[2]), flags)
+                               None if self._plain_gates() else self._peepholes(dtype),
+                               dtype.type(self._cell_clip), self._act, plan.lengths, c, m,
+                               out_rows.reshape(-1, out.shape[2]), flags)
             plan.waited = max(plan.waited, waited_share(flags))
             return
         if plan.chunk_starts[1] < PROJECT_FIRST_BELOW:

@@ -267,12 +267,14 @@ def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_pee
     0]). It computes x W_x + b for its columns of each gate, all steps in one product,
     before the first step (no other part needs them), then per step multiplies m by its
     columns of W_h. ``flags`` comes from ``sync.step_flags(parts)``.
+
+    ``w_peep`` is None for the vectorised gate math (no peepholes, no clipping, tanh):
+    then the general one (``_cell_row``, with w_peep [3, H] or [0, H]) is not compiled,
+    which saves about 2 s of the first call's compile.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
     max_time = x.shape[0] // max(batch, 1)
-    use_peep = w_peep.shape[0] > 0
-    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     steps = lengths[0] if batch > 0 else 0
     # The projected rows: all steps' rows at once, or each sequence's first ``steps``
     # rows when batch-major rows run past the longest sequence.
@@ -310,11 +312,11 @@ def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_pee
             matmul_panels_acc(m_steps[t % 2], 0, n, w_h_panels, z)
             for i in range(n):
                 r = i * max_time + t if batch_major else t * batch + i
-                if not plain:
-                    _cell_row(xw[r], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
-                              use_peep)
-                else:
+                if w_peep is None:
                     _plain_cell_row(xw[r], c_part[i], m_part[i])
+                else:
+                    _cell_row(xw[r], c_part[i], m_part[i], w_peep[:, k0:k1], cell_clip, act,
+                              w_peep.shape[0] > 0)
                 copy_rows(out[r:r + 1, k0:k1], m_part[i:i + 1])
             copy_rows(m_steps[(t + 1) % 2, :n, k0:k1], m_part[:n])
             finish_step(flags, part, n_parts, t + 1)

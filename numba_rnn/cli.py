@@ -123,15 +123,20 @@ def demo(args):
     return 0
 
 
+def _lstms(units, dtype):
+    """LSTMs whose kernels take the short gate math and the general one (peepholes)."""
+    return LSTMCell(units, dtype=dtype), LSTMCell(units, use_peepholes=True, dtype=dtype)
+
+
 def warmup(args):
     """Compile (or load from the cache) every built-in kernel once, for both dtypes:
     forward and backward passes, frozen cells and their one-step calls, the LSTM's forward
     pass on batch-major inputs read in place, and its column-split forward pass (also
-    frozen)."""
+    frozen); the LSTM's with both gate maths."""
     start = time.perf_counter()
     x = np.zeros((2, 2, 3))
     for dtype in (np.float32, np.float64):
-        cells = [LSTMCell(4, dtype=dtype), GRUCell(4, dtype=dtype),
+        cells = [*_lstms(4, dtype), GRUCell(4, dtype=dtype),
                  GRUCell(4, reset_after=True, dtype=dtype), BasicRNNCell(4, dtype=dtype)]
         for cell in cells:
             outputs, backward = vjp(dynamic_rnn, cell, x.astype(dtype), sequence_length=[2, 1])
@@ -140,15 +145,14 @@ def warmup(args):
             cell(x[0].astype(dtype), None)  # a frozen cell's one-step function
         # 8 rows on one thread (too little work for two): each step projects its own
         # inputs, read where they are (batch-major, equal lengths).
-        dynamic_rnn(LSTMCell(4, dtype=dtype), np.zeros((8, 2, 3), dtype))
+        for lstm in _lstms(4, dtype):
+            dynamic_rnn(lstm, np.zeros((8, 2, 3), dtype))
         # One sequence, enough units to split them across threads (when there are two),
-        # packing the parts on each call, then once for a frozen cell; with the short
-        # gate math and with the general one (peepholes).
+        # packing the parts on each call, then once for a frozen cell.
         # (The guard may have turned the split off after a call whose threads were slow
         # to wake: turned on again for each.)
         one = np.zeros((1, 24, 3), dtype)
-        for split in (LSTMCell(256, dtype=dtype),
-                      LSTMCell(256, use_peepholes=True, dtype=dtype)):
+        for split in _lstms(256, dtype):
             for frozen in (False, True):
                 rnn_module.SPLIT_GUARD.reset()
                 dynamic_rnn(split.freeze() if frozen else split, one)

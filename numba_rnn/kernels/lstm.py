@@ -100,13 +100,13 @@ def lstm_forward(x, w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, pro
     array would be written and read once more (26 MB on W7). With ``w_x_panels`` of
     no panels, x [T, B, 4H] is that projection already (for chunks of a few rows, which
     would read all of W_x at every step for little work). w_peep [3, H] rows
-    (f, i, o) or [0, H]; w_proj [H, P] or [0, 0]; c [B, H]; m [B, P]; out [T, B, P]
-    zero-initialised. When ``save_gates`` is [T, B, 4H] it receives (i, act(j), f, o) and
-    ``save_c`` [T, B, H] the cell state of every step, for the backward pass.
+    (f, i, o) or [0, H], or None for the short gate math (no peepholes, no clipping,
+    tanh: then the general one, ``_cell_row``, is not compiled); w_proj [H, P] or
+    [0, 0]; c [B, H]; m [B, P]; out [T, B, P] zero-initialised. When ``save_gates`` is
+    [T, B, 4H] it receives (i, act(j), f, o) and ``save_c`` [T, B, H] the cell state of
+    every step, for the backward pass.
     """
     hidden = c.shape[1]
-    use_peep = w_peep.shape[0] > 0
-    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     use_proj = w_proj.shape[0] > 0
     save = save_gates.shape[0] > 0
     projected = w_x_panels.shape[0] == 0
@@ -128,10 +128,11 @@ def lstm_forward(x, w_x_panels, bias, w_h_panels, w_peep, w_proj, cell_clip, pro
             matmul_panels_acc(m, start, n, w_h_panels, z)
             for i in range(n):
                 r = start + i
-                if not plain:
-                    _cell_row(z[i], c[r], m_full[i], w_peep, cell_clip, act, use_peep)
-                else:
+                if w_peep is None:
                     _plain_cell_row(z[i], c[r], m_full[i])
+                else:
+                    _cell_row(z[i], c[r], m_full[i], w_peep, cell_clip, act,
+                              w_peep.shape[0] > 0)
                 if save:
                     save_gates[t, r] = z[i]
                     save_c[t, r] = c[r]
@@ -268,9 +269,7 @@ def lstm_forward_split(x, batch_major, w_x, bias, w_h, packed_x, packed_h, w_pee
     before the first step (no other part needs them), then per step multiplies m by its
     columns of W_h. ``flags`` comes from ``sync.step_flags(parts)``.
 
-    ``w_peep`` is None for the vectorised gate math (no peepholes, no clipping, tanh):
-    then the general one (``_cell_row``, with w_peep [3, H] or [0, H]) is not compiled,
-    which saves about 2 s of the first call's compile.
+    ``w_peep`` as in ``lstm_forward``: None for the short gate math.
     """
     n_parts = flags.shape[0] // SLOT
     batch, hidden = c.shape
@@ -339,12 +338,11 @@ def lstm_backward(w_h_t_panels, w_peep, w_proj_t, cell_clip, proj_clip, act, len
     (zero-initialised) receives the gradient of the gate pre-activations, from which
     the caller forms every weight and input gradient with large matrix products;
     ``dm_proj`` [T, B, P] (or [0, B, 0] without projection) that of the projection's
-    output. ``w_h_t_panels`` is ``pack_panels(W_h.T)``, ``w_proj_t`` W_proj transposed.
+    output. ``w_h_t_panels`` is ``pack_panels(W_h.T)``, ``w_proj_t`` W_proj transposed,
+    ``w_peep`` as in ``lstm_forward``.
     Nothing flows into steps past a sequence's end: its rows are not active there.
     """
     hidden = cs.shape[2]
-    use_peep = w_peep.shape[0] > 0
-    plain = not use_peep and cell_clip < 0.0 and act == 0  # the vectorised gate math
     use_proj = w_proj_t.shape[0] > 0
     zero = like(cs, 0.0)
     for chunk in prange(chunk_starts.shape[0] - 1):
@@ -368,12 +366,12 @@ def lstm_backward(w_h_t_panels, w_peep, w_proj_t, cell_clip, proj_clip, act, len
             for i in range(n):
                 r = start + i
                 c_prev = cs[t - 1, r] if t > 0 else c0[r]
-                if not plain:
-                    _cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
-                                       dz[t, r], w_peep, cell_clip, act, use_peep)
-                else:
+                if w_peep is None:
                     _plain_cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
                                              dz[t, r])
+                else:
+                    _cell_row_backward(gates[t, r], cs[t, r], c_prev, dm_full[i], dc[r],
+                                       dz[t, r], w_peep, cell_clip, act, w_peep.shape[0] > 0)
             dm[start:start + n] = 0.0
             matmul_panels_acc(dz[t], start, n, w_h_t_panels, dm[start:start + n])
 

@@ -101,22 +101,20 @@ class LSTMCell(KernelCell):
         return list(arrays) if self.state_is_tuple else [np.concatenate(arrays, axis=1)]
 
     def _peepholes(self, dtype):
-        w = self._kernel_weights
+        """The kernels' w_peep: [3, H] rows (f, i, o), or [0, H] without peepholes; None
+        for their short gate math (no peepholes, no cell clipping, tanh), which then
+        does not compile the general one."""
         if self.use_peepholes:
+            w = self._kernel_weights
             return np.stack([w["w_f_diag"], w["w_i_diag"], w["w_o_diag"]])
+        if self._cell_clip < 0 and self._act == 0:
+            return None
         return np.empty((0, self.num_units), dtype=dtype)
 
     def _saved(self, steps, batch, dtype):
         # Zeros, not empty: rows past a sequence's end are never written but enter sums.
         h = self.num_units
         return np.zeros((steps, batch, 4 * h), dtype), np.zeros((steps, batch, h), dtype)
-
-    def _kernel_peepholes(self, dtype):
-        """The kernels' w_peep: None for their short gate math (no peepholes, no cell
-        clipping, tanh), which then does not compile the general one."""
-        if not self.use_peepholes and self._cell_clip < 0 and self._act == 0:
-            return None
-        return self._peepholes(dtype)
 
     def _splits_columns(self):
         # Below ~256 units a step's share of work is too small to pay for the barrier
@@ -144,7 +142,7 @@ class LSTMCell(KernelCell):
             x_rows, out_rows = (a.swapaxes(0, 1) if batch_major else a for a in (x, out))
             lstm_forward_split(x_rows.reshape(-1, x.shape[2]), batch_major, w_x, bias,
                                w["kernel"][self.input_depth:], packed_x, packed_h,
-                               self._kernel_peepholes(dtype),
+                               self._peepholes(dtype),
                                dtype.type(self._cell_clip), self._act, plan.lengths, c, m,
                                out_rows.reshape(-1, out.shape[2]), flags)
             plan.waited = max(plan.waited, waited_share(flags))
@@ -155,7 +153,7 @@ class LSTMCell(KernelCell):
         else:
             w_x_panels, bias = self._packed_input_projection(transient=True)
         lstm_forward(x, w_x_panels, bias, self._packed_recurrent("kernel", transient=True),
-                     self._kernel_peepholes(dtype), w_proj,
+                     self._peepholes(dtype), w_proj,
                      dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                      plan.lengths, plan.chunk_starts, c, m, out, gates, cs)
 
@@ -177,7 +175,7 @@ class LSTMCell(KernelCell):
         w = self._kernel_weights
         w_proj = w.get("projection/kernel", np.empty((0, 0), dtype=dtype))
         w_h_panels = self._packed_recurrent("kernel")
-        return lstm_step, (w_x_panels, bias, w_h_panels, self._kernel_peepholes(dtype),
+        return lstm_step, (w_x_panels, bias, w_h_panels, self._peepholes(dtype),
                            w_proj, dtype.type(self._cell_clip), dtype.type(self._proj_clip),
                            self._act)
 
@@ -192,7 +190,7 @@ class LSTMCell(KernelCell):
         dz = gate_gradients("lstm", gates, plan)
         dm_proj = np.zeros_like(out) if use_proj else empty_like_rows(out.shape[1], dtype)
         lstm_backward(self._packed_recurrent("kernel", transposed=True, transient=True),
-                      self._kernel_peepholes(dtype), w_proj_t,
+                      self._peepholes(dtype), w_proj_t,
                       dtype.type(self._cell_clip), dtype.type(self._proj_clip), self._act,
                       plan.lengths, plan.chunk_starts, gates, cs, out, c0, d_out, dc, dm, dz,
                       dm_proj)

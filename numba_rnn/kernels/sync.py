@@ -1,9 +1,9 @@
 """A step barrier for threads of one parallel region that split a step's work.
 
 Each thread publishes the number of steps it has finished in its own slot of an int64
-array (one cache line apart, so the slots do not share a line), then waits until every
-slot has reached that step. The store is a release and the loads are acquires, so what a
-thread wrote before publishing is visible to the threads that see the new count.
+array (the slots share no cache line), then waits until every slot has reached that
+step. The store is a release and the loads are acquires, so what a thread wrote before
+publishing is visible to the threads that see the new count.
 
 A thread that has waited long yields its core (``sched_yield``) while it waits on.
 

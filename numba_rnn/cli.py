@@ -132,7 +132,7 @@ def warmup(args):
     """Compile (or load from the cache) every built-in kernel once, for both dtypes:
     forward and backward passes, frozen cells and their one-step calls, the LSTM's forward
     pass on batch-major inputs read in place, and its column-split forward pass (also
-    frozen); the LSTM's with both gate maths."""
+    frozen); the LSTM kernels with both gate maths (short, and general for peepholes)."""
     start = time.perf_counter()
     x = np.zeros((2, 2, 3))
     for dtype in (np.float32, np.float64):
